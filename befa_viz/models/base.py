@@ -1,0 +1,142 @@
+"""Recommender base class: ID embeddings, per-modality content projections, optional adapter.
+
+Every backbone reads item content only through :meth:`Recommender.item_content`, which
+projects the raw features and, when the model was built with ``adapter="befa"``, applies the
+:class:`~befa_viz.models.adapter.BehaviorAdapter` with the item's ID embedding. The same
+computation is exposed for arbitrary feature tensors as :meth:`Recommender.content_pathway`, so
+attribution can differentiate from an encoder's output through the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from befa_viz.errors import ConfigError
+from befa_viz.models.adapter import ADAPTERS
+from befa_viz.registry import Registry
+
+__all__ = ["MODELS", "Recommender"]
+
+MODELS: Registry[Recommender] = Registry("model")
+
+
+class Recommender(nn.Module):
+    """Base of all backbones.
+
+    Args:
+        n_users: Number of users.
+        n_items: Number of items.
+        features: Raw content features per modality, ``[n_items, D_m]`` each (kept frozen).
+        adapter: ``None``/``"none"`` for the plain backbone, or a name in ``ADAPTERS``.
+        adapter_kwargs: Keyword arguments for the adapter (``n_layers``, ``dropout``, ...).
+        dim: Embedding size d.
+        train_graph: Binary user × item training matrix (``scipy.sparse``), for graph models.
+    """
+
+    #: Whether the backbone uses content features (False for BPR-MF and LightGCN).
+    multimodal: ClassVar[bool] = True
+    #: Modalities the backbone requires (empty: any number ≥ 1).
+    required_modalities: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        *,
+        features: Mapping[str, torch.Tensor | np.ndarray] | None = None,
+        adapter: str | None = None,
+        adapter_kwargs: Mapping[str, Any] | None = None,
+        dim: int = 64,
+        train_graph: Any = None,
+    ) -> None:
+        super().__init__()
+        self.n_users, self.n_items, self.dim = int(n_users), int(n_items), int(dim)
+        features = dict(features or {})
+        adapter = None if adapter in (None, "", "none") else adapter
+        name = type(self).__name__
+        if not self.multimodal:
+            if adapter is not None:
+                raise ConfigError(
+                    f"{name} is a behaviour-only backbone: it has no content pathway for the "
+                    f"adapter {adapter!r}. Use adapter='none' or a multimodal backbone."
+                )
+            features = {}
+        elif not features:
+            raise ConfigError(f"{name} needs at least one content modality; got no features.")
+        for m in self.required_modalities:
+            if m not in features:
+                raise ConfigError(
+                    f"{name} needs the {m!r} modality; features given: {sorted(features)}."
+                )
+        self.modalities: list[str] = sorted(features)
+        for m, f in features.items():
+            t = torch.as_tensor(np.asarray(f) if not isinstance(f, torch.Tensor) else f).float()
+            if t.ndim != 2 or t.shape[0] != self.n_items:
+                raise ConfigError(
+                    f"Features for {m!r} have shape {tuple(t.shape)}; expected "
+                    f"[{self.n_items}, D] (one row per item)."
+                )
+            if not torch.isfinite(t).all():
+                raise ConfigError(f"Features for {m!r} contain NaN or inf values.")
+            self.register_buffer(f"feat_{m}", t, persistent=False)
+        self.adapter_name = adapter
+        self.adapter_kwargs = dict(adapter_kwargs or {})
+        self.projections = nn.ModuleDict(
+            {m: nn.Linear(self.raw_features(m).shape[1], self.dim) for m in self.modalities}
+        )
+        self.adapters = nn.ModuleDict(
+            {m: ADAPTERS.create(adapter, dim=self.dim, **self.adapter_kwargs)
+             for m in self.modalities} if adapter else {}
+        )
+        self.train_graph = train_graph
+
+    # -- content pathway -----------------------------------------------------------------
+    def raw_features(self, modality: str) -> torch.Tensor:
+        return getattr(self, f"feat_{modality}")
+
+    def behaviour_embedding(self, item_idx: torch.Tensor) -> torch.Tensor:
+        """Behavioural (ID) embedding e_i used by the adapter, ``[B, d]``.
+
+        Subclasses with a differently named item embedding override this.
+        """
+        return self.item_emb(item_idx)  # type: ignore[attr-defined, no-any-return]  # set by subclasses
+
+    def content_pathway(
+        self, modality: str, content: torch.Tensor, item_idx: torch.Tensor
+    ) -> torch.Tensor:
+        """Map raw content ``[B, D_m]`` of items ``item_idx`` to the representation the score
+        uses, ``[B, d]``: ċ without the adapter, g(ċ) ⊙ e with it."""
+        projected = self.projections[modality](content)
+        if not self.adapters:
+            return projected
+        return self.adapters[modality](projected, self.behaviour_embedding(item_idx))
+
+    def gate(self, modality: str, content: torch.Tensor) -> torch.Tensor:
+        """The adapter's gate for raw content ``[B, D_m]`` (only with an adapter)."""
+        if not self.adapters:
+            raise ConfigError("This model was trained without an adapter; it has no gate.")
+        return self.adapters[modality].gate(self.projections[modality](content))
+
+    def item_content(self, modality: str) -> torch.Tensor:
+        """Content representation of every item, ``[n_items, d]``."""
+        idx = torch.arange(self.n_items, device=self.raw_features(modality).device)
+        return self.content_pathway(modality, self.raw_features(modality), idx)
+
+    def content_user_vectors(self, modality: str) -> torch.Tensor:
+        """User-side vectors ``[n_users, d]`` that the content representation is scored
+        against (exactly for VBPR-like models, a documented approximation for graph models)."""
+        raise NotImplementedError
+
+    # -- training / scoring -----------------------------------------------------------------
+    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        """Training loss for a batch of (user, positive item, negative item) triples."""
+        raise NotImplementedError
+
+    def score_users(self, user_idx: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for the given users, ``[B, n_items]``."""
+        raise NotImplementedError
