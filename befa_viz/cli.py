@@ -31,10 +31,408 @@ def _root(
 
 
 # ---- data commands ----------------------------------------------------------------------
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+data_app = typer.Typer(
+    help="Import, validate, summarise and export datasets.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+_DATA_WS_HELP = "Workspace folder (default: $BEFA_VIZ_WORKSPACE or ./befa-workspace)."
+_DATASET_HELP = "Dataset name in the workspace (default: the latest imported one)."
+
+
+def _data_workspace(path: Path | None) -> Any:
+    from befa_viz.workspace import Workspace
+
+    return Workspace(path)
+
+
+def _check_kind(value: str) -> str:
+    from befa_viz.data.registry import DATASETS
+    from befa_viz.registry import closest
+
+    if value not in DATASETS:
+        near = closest(value, DATASETS.names())
+        hint = f" Did you mean {' or '.join(map(repr, near))}?" if near else ""
+        raise typer.BadParameter(
+            f"unknown importer {value!r}.{hint} Choose one of: {', '.join(DATASETS.names())}."
+        )
+    return value
+
+
+def _fmt_split(split: dict[str, int]) -> str:
+    return " / ".join(f"{k} {v:,}" for k, v in split.items())
+
+
+@data_app.command("kinds")
+def data_kinds() -> None:
+    """List the dataset importers (befa_viz.data.DATASETS) and their options."""
+    from befa_viz.data.registry import DATASETS, importer_options
+
+    for kind in DATASETS.names():
+        opts = ", ".join(o for o in importer_options(kind) if o != "name")
+        typer.echo(f"{kind}: {opts}")
+
+
+@data_app.command("import")
+def data_import(
+    kind: str = typer.Argument(..., callback=_check_kind,
+                               help="Importer: mmrec, table, movielens, ... "
+                                    "('befa-viz data kinds' lists them with their options)."),
+    path: Path = typer.Argument(..., help="Source folder."),
+    name: str | None = typer.Option(None, "--name", "-n", help="Dataset name."),
+    workspace: Path | None = typer.Option(None, "--workspace", "-w", help=_DATA_WS_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different dataset "
+                                   "of the same name."),
+    min_rating: float | None = typer.Option(None, "--min-rating",
+                                               help="Keep ratings >= this (implicit feedback)."),
+    k_core: int | None = typer.Option(None, "--k-core", help="Iterative k-core minimum."),
+    seed: int | None = typer.Option(None, "--seed", help="Split seed."),
+    split: str | None = typer.Option(None, "--split", help="Ratios train,valid,test, "
+                                        "e.g. 0.8,0.1,0.1."),
+    split_by: str | None = typer.Option(None, "--split-by", help="auto | time | random."),
+    missing_image: str | None = typer.Option(None, "--missing-image",
+                                                help="error | skip | keep."),
+    empty_text: str | None = typer.Option(None, "--empty-text",
+                                             help="title | keep | skip | error."),
+    check_images: bool | None = typer.Option(None, "--check-images/--no-check-images",
+                                                help="Decode every image with PIL."),
+    option: list[str] | None = typer.Option(None, "--option", "-o", help="Any other importer "
+                                               "option as key=value (repeatable)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML file of importer "
+                                          "options (flags override it)."),
+) -> None:
+    """Import a dataset into the workspace (prepared, split, validated)."""
+    from befa_viz import pipeline
+    from befa_viz.config import parse_override, read_yaml
+
+    opts: dict[str, Any] = dict(read_yaml(config)) if config else {}
+    for text in option or []:
+        key, value = parse_override(text)
+        opts[key] = value
+    flags = {"min_rating": min_rating, "k_core": k_core, "seed": seed, "split": split,
+             "split_by": split_by, "missing_image": missing_image, "empty_text": empty_text,
+             "check_images": check_images}
+    opts.update({k: v for k, v in flags.items() if v is not None})
+    ws = _data_workspace(workspace)
+    folder = pipeline.import_dataset(kind, path, workspace=ws, name=name, overwrite=overwrite,
+                                     **opts)
+    s = pipeline.dataset_stats(folder.name, workspace=ws)
+    typer.echo(f"Imported {s['name']!r} ({kind}) -> {folder}")
+    typer.echo(f"  {s['users']:,} users, {s['items']:,} items, {s['interactions']:,} "
+               f"interactions ({_fmt_split(s['split'])})")
+    typer.echo(f"  items with image {s['items_with_image']:,}, with text {s['items_with_text']:,}"
+               + (f"; features {s['imported_features']}" if s["imported_features"] else ""))
+
+
+@data_app.command("validate")
+def data_validate(
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help=_DATASET_HELP),
+    workspace: Path | None = typer.Option(None, "--workspace", "-w", help=_DATA_WS_HELP),
+    check_images: bool = typer.Option(False, "--check-images", help="Decode every image."),
+) -> None:
+    """Check a dataset: splits, ids, image files, texts and imported features."""
+    from befa_viz import pipeline
+
+    report = pipeline.validate_dataset(dataset, workspace=_data_workspace(workspace),
+                                       check_images=check_images)
+    for w in report.warnings:
+        typer.echo(f"  warning: {w}")
+    for p in report.problems:
+        typer.echo(f"  problem: {p}")
+    typer.echo(f"Dataset {report.dataset!r}: "
+               + ("OK" if report.ok else f"{len(report.problems)} problem(s)")
+               + f", {len(report.warnings)} warning(s).")
+    report.raise_for_problems()
+
+
+@data_app.command("stats")
+def data_stats(
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help=_DATASET_HELP),
+    workspace: Path | None = typer.Option(None, "--workspace", "-w", help=_DATA_WS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
+) -> None:
+    """Print a dataset's size, density, splits and content coverage."""
+    import json
+
+    from befa_viz import pipeline
+
+    s = pipeline.dataset_stats(dataset, workspace=_data_workspace(workspace))
+    if as_json:
+        typer.echo(json.dumps(s, indent=2, default=str))
+        return
+    per_user = s["interactions_per_user"]
+    rows = [
+        ("dataset", f"{s['name']} ({s['source']})"),
+        ("path", s["path"]),
+        ("users", f"{s['users']:,}"),
+        ("items", f"{s['items']:,}"),
+        ("interactions", f"{s['interactions']:,}"),
+        ("density", f"{s['density']:.4%}"),
+        ("train / valid / test", " / ".join(f"{v:,}" for v in s["split"].values())),
+        ("per user min/median/max",
+         f"{per_user['min']} / {per_user['median']:g} / {per_user['max']}"),
+        ("items with image", f"{s['items_with_image']:,}"),
+        ("items with text", f"{s['items_with_text']:,}"),
+        ("imported features", ", ".join(f"{m} {shape}" for m, shape in
+                                        s["imported_features"].items()) or "none"),
+        ("fingerprint", s["fingerprint"]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        typer.echo(f"{k:<{width}}  {v}")
+
+
+@data_app.command("export")
+def data_export(
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    fmt: str = typer.Option("mmrec", "--format", help="Export format (only 'mmrec')."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help=_DATASET_HELP),
+    workspace: Path | None = typer.Option(None, "--workspace", "-w", help=_DATA_WS_HELP),
+    name: str | None = typer.Option(None, "--name", help="Base name of the .inter file."),
+) -> None:
+    """Export a dataset (and its imported features) to another format."""
+    from befa_viz import pipeline
+
+    if fmt != "mmrec":
+        raise typer.BadParameter(f"unknown format {fmt!r}; choose one of: mmrec.",
+                                 param_hint="--format")
+    folder = pipeline.export_mmrec(out, dataset=dataset, workspace=_data_workspace(workspace),
+                                   name=name)
+    typer.echo(f"Exported to {folder}: " + ", ".join(sorted(p.name for p in folder.iterdir())))
 
 # ---- encode command ---------------------------------------------------------------------
 
+
+@app.command("encode")
+def encode_cmd(
+    dataset: str = typer.Option(None, "--dataset", "-d",
+                                help="Dataset name (default: the most recent one)."),
+    image_encoder: str = typer.Option(
+        "torchvision:mobilenet_v2", "--image-encoder",
+        help="backend:model[:weights] (backends: clip, hf, tiny, torchvision); 'none' skips."),
+    text_encoder: str = typer.Option(
+        "hf:minilm", "--text-encoder",
+        help="backend:model[:weights], e.g. hf:minilm or clip:ViT-B-32:/ckpt; 'none' skips."),
+    device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    chunk_size: int = typer.Option(512, "--chunk-size", min=1,
+                                   help="Items per resumable chunk (and per shard block)."),
+    shard: str = typer.Option(None, "--shard",
+                              help="i/n: encode only shard i of n; a run without it merges."),
+    missing: str = typer.Option("error", "--missing",
+                                help="Items without image / empty text: error or zeros."),
+    text_field: str = typer.Option("text", "--text-field", help="text, title or title+text."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    workspace: str = typer.Option(None, "--workspace", "-w",
+                                  help="Workspace folder (default $BEFA_VIZ_WORKSPACE or "
+                                       "./befa-workspace)."),
+) -> None:
+    """Encode item images and texts into the workspace feature store (reused when unchanged)."""
+    from befa_viz.pipeline import encode_dataset
+
+    def _key(k: str | None) -> str | None:
+        return None if k is None or k.lower() in ("", "none") else k
+
+    result = encode_dataset(
+        workspace, dataset, image_encoder=_key(image_encoder), text_encoder=_key(text_encoder),
+        batch_size=batch_size, device=device, shard=shard, progress=progress, missing=missing,
+        text_field=text_field, chunk_size=chunk_size,
+    )
+    typer.echo(f"dataset: {result.dataset}")
+    for modality, path in result.items():
+        table = result.tables[modality]
+        if not result.complete[modality]:
+            state = f"shard {shard} written; other shards pending (run without --shard to merge)"
+        else:
+            state = "reused cache" if result.reused[modality] else "encoded"
+        n_missing = len(table.manifest.get("missing_items", []))
+        extra = f", {n_missing} item(s) as zero rows" if n_missing else ""
+        typer.echo(f"{modality}: {path} [{table.encoder_key}, {table.n_items}x{table.dim}, "
+                   f"{state}{extra}]")
+
+
 # ---- train / evaluate / compare / sweep commands -----------------------------------------
+def _registry_parser(kind: str, names: Any, extra: tuple[str, ...] = ()) -> Any:
+    """A typer parser that checks a value against a registry, read only when a command runs.
+
+    Keeps ``befa-viz --help`` fast: models (and torch) load only when a command needs them.
+    """
+
+    def parse(value: str) -> str:
+        choices = [*extra, *names()]
+        if value not in choices:
+            from befa_viz.registry import closest
+
+            near = closest(value, choices)
+            hint = f" Did you mean {' or '.join(map(repr, near))}?" if near else ""
+            raise typer.BadParameter(f"unknown {kind} {value!r}.{hint} Choices: "
+                                     f"{', '.join(choices)}.")
+        return value
+
+    return parse
+
+
+def _model_names() -> list[str]:
+    from befa_viz.models import MODELS
+
+    return MODELS.names()
+
+
+def _adapter_names() -> list[str]:
+    from befa_viz.models import ADAPTERS
+
+    return ADAPTERS.names()
+
+
+def _features_arg(image: Path | None, text: Path | None, extra: list[str] | None) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    if image is not None:
+        out["image"] = image
+    if text is not None:
+        out["text"] = text
+    for item in extra or []:
+        mod, sep, path = item.partition("=")
+        if not sep or not mod or not path:
+            raise typer.BadParameter(f"--features expects MODALITY=PATH, got {item!r}.")
+        out[mod.strip()] = Path(path)
+    return out
+
+
+_WS_HELP = "Workspace folder (default $BEFA_VIZ_WORKSPACE or ./befa-workspace)."
+_SET_HELP = "Config override key=value (repeatable), e.g. --set lr=5e-4 --set model_params.reg_weight=1e-3."
+
+
+def _fmt_metrics(m: dict[str, float], keys: tuple[str, ...] = ("Recall@10", "Recall@20",
+                                                                  "NDCG@10", "NDCG@20")) -> str:
+    return "  ".join(f"{k} {m[k]:.4f}" for k in keys if k in m)
+
+
+@app.command("train")
+def train_cmd(
+    model: str = typer.Option(None, "--model", "-m", parser=_registry_parser("model", _model_names),
+                              metavar="MODEL",
+                              help="Backbone (from the model registry); default bprmf or the "
+                                   "config's."),
+    adapter: str = typer.Option(None, "--adapter",
+                                parser=_registry_parser("adapter", _adapter_names, ("none",)),
+                                metavar="none|befa",
+                                help="Feature adapter: none or befa."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Dataset (default: the latest)."),
+    image_features: Path = typer.Option(None, "--image-features",
+                                        help="Image feature folder or .npy (default: latest "
+                                             "encoded)."),
+    text_features: Path = typer.Option(None, "--text-features",
+                                       help="Text feature folder or .npy (default: latest "
+                                            "encoded)."),
+    features: list[str] = typer.Option(None, "--features", help="MODALITY=PATH (repeatable)."),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
+    set_: list[str] = typer.Option(None, "--set", help=_SET_HELP),
+    seed: int = typer.Option(None, "--seed", help="Random seed (default 999)."),
+    epochs: int = typer.Option(None, "--epochs", min=0, help="Maximum epochs."),
+    device: str = typer.Option(None, "--device", help="Torch device, e.g. cpu or cuda."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run from its last "
+                                                       "checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Retrain an existing run."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+) -> None:
+    """Train a recommender, with or without the BeFA adapter, MMRec protocol."""
+    from befa_viz.pipeline import train_model
+
+    run = train_model(
+        workspace, model=model, adapter=adapter, dataset=dataset,
+        features=_features_arg(image_features, text_features, features), config_file=config,
+        overrides=set_, seed=seed, epochs=epochs, device=device, resume=resume,
+        overwrite=overwrite, progress=progress,
+    )
+    typer.echo(f"dataset: {run.info['dataset']}")
+    for m, prov in run.info.get("features", {}).items():
+        typer.echo(f"{m} features: {prov['path']} [{prov.get('encoder') or 'unknown encoder'}]")
+    typer.echo(f"run: {run.path}")
+    typer.echo(f"best epoch {run.metrics.get('best_epoch')} of {run.metrics.get('epochs_run')}: "
+               f"valid {_fmt_metrics(run.valid_metrics)}")
+    typer.echo(f"test (at best valid): {_fmt_metrics(run.test_metrics)}")
+    for m, g in run.gate.items():
+        typer.echo(f"BeFA gate ({m}): mean {g['mean']:.3f}, std {g['std']:.3f}, "
+                   f"q05–q95 {g['q05']:.3f}–{g['q95']:.3f}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run: str = typer.Option(None, "--run", "-r", help="Run name or folder (default: the latest)."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Users scored at once."),
+    device: str = typer.Option(None, "--device", help="Torch device."),
+    workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+) -> None:
+    """Re-evaluate a trained run (full ranking) next to a most-popular baseline."""
+    from befa_viz.pipeline import evaluate_run
+
+    out = evaluate_run(workspace, run, batch_size=batch_size, device=device)
+    keys = tuple(k for k in out["test"] if k.split("@")[0] in ("Recall", "NDCG"))
+    typer.echo(f"run: {out['run']} (dataset {out['dataset']})")
+    typer.echo(f"{'':14}" + "".join(f"{k:>12}" for k in keys))
+    for label in ("valid", "test", "most_popular"):
+        typer.echo(f"{label:14}" + "".join(f"{out[label][k]:12.4f}" for k in keys))
+
+
+@app.command("compare")
+def compare_cmd(
+    backbone: str = typer.Option(..., "--backbone", "-b",
+                                 parser=_registry_parser("model", _model_names),
+                              metavar="MODEL",
+                                 help="Multimodal backbone to compare without/with BeFA."),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Number of seeds (from --set seed=)."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Dataset (default: the latest)."),
+    image_features: Path = typer.Option(None, "--image-features"),
+    text_features: Path = typer.Option(None, "--text-features"),
+    features: list[str] = typer.Option(None, "--features", help="MODALITY=PATH (repeatable)."),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
+    set_: list[str] = typer.Option(None, "--set", help=_SET_HELP),
+    epochs: int = typer.Option(None, "--epochs", min=0),
+    device: str = typer.Option(None, "--device"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+) -> None:
+    """Train a backbone with and without BeFA over seeds; table, paired tests, figure."""
+    from befa_viz.pipeline import compare_adapter
+
+    result = compare_adapter(
+        workspace, backbone=backbone, seeds=seeds, dataset=dataset,
+        features=_features_arg(image_features, text_features, features), config_file=config,
+        overrides=set_, epochs=epochs, device=device, progress=progress,
+    )
+    typer.echo(result.format())
+    for kind, path in result.paths.items():
+        typer.echo(f"{kind}: {path}")
+
+
+@app.command("sweep")
+def sweep_cmd(
+    config: Path = typer.Option(..., "--config", "-c",
+                                help="YAML config with a 'sweep:' section of value lists."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Dataset (default: the latest)."),
+    image_features: Path = typer.Option(None, "--image-features"),
+    text_features: Path = typer.Option(None, "--text-features"),
+    features: list[str] = typer.Option(None, "--features", help="MODALITY=PATH (repeatable)."),
+    set_: list[str] = typer.Option(None, "--set", help=_SET_HELP),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+) -> None:
+    """Train every combination of a sweep; best by validation metric (never test)."""
+    from befa_viz.pipeline import run_sweep
+
+    result = run_sweep(config, workspace, dataset=dataset,
+                       features=_features_arg(image_features, text_features, features),
+                       overrides=set_, progress=progress)
+    typer.echo(result.format())
+    for kind, path in result.paths.items():
+        typer.echo(f"{kind}: {path}")
+
+
+# ---- end train commands -----------------------------------------------------------------
 
 # ---- heatmap / report commands ----------------------------------------------------------
 
@@ -61,4 +459,11 @@ def main() -> None:
 def click_exceptions() -> tuple[type[Exception], ...]:
     import click
 
-    return (click.ClickException,)
+    found: list[type[Exception]] = [click.ClickException]
+    try:  # recent typer vendors click: its usage errors do not derive from click's
+        from typer._click.exceptions import ClickException as TyperClickException
+
+        found.append(TyperClickException)
+    except ImportError:
+        pass
+    return tuple(found)

@@ -98,3 +98,78 @@ def tiny_image_encoder(dim: int = 32, seed: int = 0) -> TinyCNN:
 def tiny_text_encoder(dim: int = 32, seed: int = 0) -> TinyText:
     """Random-weight hashed-vocabulary text encoder (``tiny:text``)."""
     return TinyText(dim=dim, seed=seed)
+
+
+# ---- synthetic attributions for viz tests, doctests and demos (viz helper) ------------------
+__all__ += ["synthetic_attribution"]
+
+
+def synthetic_attribution(
+    item: int = 0,
+    variant: str = "with",
+    modality: str = "image",
+    *,
+    grid: int | None = None,
+    size: int = 32,
+    seed: int = 0,
+):
+    """A hand-made :class:`~befa_viz.attribution.Attribution` of a toy item (no model involved).
+
+    The values are synthetic (``method="synthetic"``), for testing and demonstrating figures only.
+    Image maps: ``variant="with"`` concentrates on the item's coloured square (see
+    :func:`toy_images`), ``"without"`` also spreads over a background blob (drift) — both signed
+    with random signs. Text maps score the words of the toy text, ``"with"`` favouring the colour
+    and shape, ``"without"`` the marketing filler.
+
+    Args:
+        item: Toy item index (as in ``toy_dataset()``).
+        variant: ``"with"`` or ``"without"`` (the adapter).
+        modality: ``"image"`` or ``"text"``.
+        grid: For images, give the values as a coarse ``[grid, grid]`` map (like a patch-level
+            similarity map) instead of one value per pixel.
+        size: Image side in pixels.
+        seed: Seed of the noise.
+
+    Example:
+        >>> a = synthetic_attribution(1, "without")
+        >>> a.values.shape, a.image.shape, a.params["adapter"]
+        ((32, 32), (32, 32, 3), False)
+    """
+    from befa_viz.attribution.result import Attribution
+
+    if variant not in ("with", "without"):
+        raise ValueError(f"variant={variant!r}; use 'with' or 'without'")
+    rng = np.random.default_rng([seed, item, variant == "with"])
+    params = {"n_steps": 32, "baseline": "blur", "adapter": variant == "with",
+              "note": "synthetic values for tests and demos"}
+    target = "adapted_alignment" if variant == "with" else "behaviour_alignment"
+    if modality == "text":
+        names = list(_COLOURS)
+        tokens = ["a", names[item % 3], _SHAPES[item % 4], "for", "sale", ",", "great", "value"]
+        base = (np.array([0.1, 1.0, 0.8, 0.05, 0.1, 0.0, 0.15, 0.1]) if variant == "with"
+                else np.array([0.1, 0.5, 0.3, 0.1, 0.6, 0.0, 0.7, 0.5]))
+        values = base * rng.choice([-1.0, 1.0], size=len(tokens), p=[0.2, 0.8])
+        return Attribution(f"i{item}", "text", "synthetic", target, values, tokens=tokens,
+                           delta=float(rng.uniform(1e-4, 1e-3)), params=params)
+    if modality != "image":
+        raise ValueError(f"modality={modality!r}; use 'image' or 'text'")
+    images, masks = toy_images(item + 1, size=size, seed=0)
+    image, mask = np.asarray(images[item]), masks[item]
+    size = image.shape[0]
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    ys, xs = np.nonzero(mask)
+
+    def blob(cy: float, cx: float, s: float) -> np.ndarray:
+        return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s**2))
+
+    mag = blob(ys.mean() + 0.5, xs.mean() + 0.5, size / 10)
+    if variant == "without":
+        cy, cx = (size - ys.mean(), size - xs.mean())  # opposite corner: background
+        mag = 0.6 * mag + 0.8 * blob(cy, cx, size / 7)
+    mag = mag + 0.05 * rng.random(mag.shape)
+    values = mag * rng.choice([-1.0, 1.0], size=mag.shape)
+    if grid is not None:
+        f = size // grid
+        values = np.abs(values[: grid * f, : grid * f]).reshape(grid, f, grid, f).mean((1, 3))
+    return Attribution(f"i{item}", "image", "synthetic", target, values, image=image,
+                       delta=float(rng.uniform(1e-4, 1e-3)), params=params)

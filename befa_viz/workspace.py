@@ -105,16 +105,26 @@ class Workspace:
         return RecDataset.load(self.dataset_dir(self.resolve_dataset(name)))
 
     # -- runs --------------------------------------------------------------------------------
-    def run_dirs(self, dataset: str | None = None) -> list[Path]:
-        """Completed runs (with ``run.json``), oldest first, optionally of one dataset."""
+    def run_dirs(self, dataset: str | None = None, status: str | None = "complete") -> list[Path]:
+        """Runs (with ``run.json``), oldest first, optionally of one dataset.
+
+        Args:
+            dataset: Only runs of this dataset.
+            status: Only runs with this status (``"complete"``, ``"running"``,
+                ``"interrupted"``); ``None`` lists all. A ``run.json`` without a status counts
+                as complete.
+        """
         if not self.runs_dir.is_dir():
             return []
         out = []
         for p in self.runs_dir.iterdir():
-            meta = p / "run.json"
-            if not meta.is_file():
+            meta_path = p / "run.json"
+            if not meta_path.is_file():
                 continue
-            if dataset is not None and json.loads(meta.read_text()).get("dataset") != dataset:
+            meta = json.loads(meta_path.read_text())
+            if dataset is not None and meta.get("dataset") != dataset:
+                continue
+            if status is not None and meta.get("status", "complete") != status:
                 continue
             out.append(p)
         return sorted(out, key=lambda p: (p / "run.json").stat().st_mtime)

@@ -1,1 +1,47 @@
-"""attribution."""
+"""Attribution: targets (what is explained), methods (how), and the Attribution result."""
+
+from __future__ import annotations
+
+from befa_viz.attribution.explain import explain, explain_pair, prepare_inputs
+from befa_viz.attribution.methods import (
+    ATTRIBUTIONS,
+    attribute,
+    make_baseline,
+    merge_tokens,
+    method_modalities,
+)
+from befa_viz.attribution.result import Attribution
+from befa_viz.attribution.sanity import SanityReport, randomised_copy, sanity_check
+from befa_viz.attribution.targets import (
+    TARGETS,
+    AttributionTarget,
+    BehaviourAlignmentTarget,
+    ContentFocusTarget,
+    ContentScoreTarget,
+    RandomDirectionTarget,
+    UserScoreTarget,
+    create_target,
+)
+
+__all__ = [
+    "ATTRIBUTIONS",
+    "TARGETS",
+    "Attribution",
+    "AttributionTarget",
+    "BehaviourAlignmentTarget",
+    "ContentFocusTarget",
+    "ContentScoreTarget",
+    "RandomDirectionTarget",
+    "SanityReport",
+    "UserScoreTarget",
+    "attribute",
+    "create_target",
+    "explain",
+    "explain_pair",
+    "make_baseline",
+    "merge_tokens",
+    "method_modalities",
+    "prepare_inputs",
+    "randomised_copy",
+    "sanity_check",
+]

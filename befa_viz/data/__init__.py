@@ -5,3 +5,37 @@ from __future__ import annotations
 from befa_viz.data.types import Catalog, Interactions, RecDataset
 
 __all__ = ["Catalog", "Interactions", "RecDataset"]
+
+# -- importers, preparation, MMRec format, validation (issue 2, datasets) ----------------------
+from befa_viz.data.mmrec import (  # noqa: E402
+    export_mmrec,
+    import_mmrec,
+    load_feature_arrays,
+    save_feature_arrays,
+)
+from befa_viz.data.movielens import import_movielens  # noqa: E402
+from befa_viz.data.prepare import (  # noqa: E402
+    PreparedInteractions,
+    parse_split,
+    prepare_interactions,
+)
+from befa_viz.data.registry import DATASETS, importer_options  # noqa: E402
+from befa_viz.data.tabular import import_table  # noqa: E402
+from befa_viz.data.validate import ValidationReport, check_dataset, dataset_summary  # noqa: E402
+
+__all__ += [
+    "DATASETS",
+    "PreparedInteractions",
+    "ValidationReport",
+    "check_dataset",
+    "dataset_summary",
+    "export_mmrec",
+    "import_mmrec",
+    "import_movielens",
+    "import_table",
+    "importer_options",
+    "load_feature_arrays",
+    "parse_split",
+    "prepare_interactions",
+    "save_feature_arrays",
+]

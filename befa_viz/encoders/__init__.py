@@ -57,3 +57,15 @@ def create_encoder(key: str, modality: str | None = None, **kwargs: object) -> E
     if modality is not None and enc.modality != modality:
         raise ConfigError(f"Encoder {key!r} is a {enc.modality} encoder, not {modality}.")
     return enc
+
+# Built-in backends register themselves in ENCODERS on import (their heavy dependencies are
+# imported lazily, when an encoder is built).
+from befa_viz.encoders import clip, hf, torchvision  # noqa: E402,F401
+from befa_viz.encoders.store import (  # noqa: E402
+    FeatureTable,
+    encode_catalog,
+    load_features,
+    merge_features,
+)
+
+__all__ += ["FeatureTable", "encode_catalog", "load_features", "merge_features"]

@@ -93,18 +93,20 @@ class ImageEncoder(Encoder):
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     resize_mode: str = "squash"  # squash the whole image to a square: nothing cropped away
+    interpolation: str = "bicubic"  # PIL resampling filter name used by load_pixels
 
     def preprocessing(self) -> dict[str, Any]:
         return {"size": self.image_size, "mean": list(self.mean), "std": list(self.std),
-                "resize": self.resize_mode, "interpolation": "bicubic"}
+                "resize": self.resize_mode, "interpolation": self.interpolation}
 
     def load_pixels(self, images: Sequence[Any]) -> torch.Tensor:
         """Resize PIL images to ``[B, 3, S, S]`` float pixels in ``[0, 1]`` (no normalisation)."""
         from PIL import Image
 
         s = self.image_size
+        resample = Image.Resampling[self.interpolation.upper()]
         arrs = [
-            np.asarray(im.convert("RGB").resize((s, s), Image.Resampling.BICUBIC), dtype=np.uint8)
+            np.asarray(im.convert("RGB").resize((s, s), resample), dtype=np.uint8)
             for im in images
         ]
         x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float().div_(255.0)
@@ -125,6 +127,14 @@ class ImageEncoder(Encoder):
     def feature_layer(self) -> nn.Module:  # pragma: no cover - abstract
         """Module whose output is the spatial feature map (for layer methods and hooks)."""
         raise NotImplementedError
+
+    def layer_to_map(self, output: torch.Tensor) -> torch.Tensor:
+        """Turn ``feature_layer``'s raw output into ``[B, C, h, w]``.
+
+        The identity for CNNs; ViT towers override it (their layer emits ``[B, 1 + h*w, C]``
+        tokens with a leading class token).
+        """
+        return output
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """Embed ``[B, 3, S, S]`` pixels in ``[0, 1]`` → ``[B, dim]``."""

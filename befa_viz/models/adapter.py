@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from befa_viz.errors import ConfigError
 from befa_viz.registry import Registry
 
 __all__ = ["ADAPTERS", "BehaviorAdapter"]
@@ -28,9 +29,14 @@ class BehaviorAdapter(nn.Module):
         dim: Size d of the projected content and of the behaviour embedding.
         n_layers: Width multiplier L of the hidden layers (d → L·d → L·d → d).
         dropout: Dropout between the hidden layers.
-        gate_bias: Initial bias of the last layer; 0 starts the gate at 0.5 instead of near 1,
-            leaving room to move (a gate pinned near 1 makes the adapter a no-op).
-        temperature: Divides the pre-sigmoid logits; < 1 sharpens the gate.
+        gate_bias: Initial bias of the last layer. ``None`` keeps PyTorch's default
+            initialisation (as the paper's code); a number sets it, e.g. 0 starts every gate
+            near 0.5 and a negative value starts it closed. A gate pinned near 1 makes the
+            adapter a no-op.
+        temperature: Divides the pre-sigmoid logits; < 1 sharpens the gate, > 1 softens it.
+        gate_reg: Weight of an L1 penalty on the mean gate value that the backbone adds to
+            its loss (:meth:`~befa_viz.models.base.Recommender.gate_penalty`); 0 (the
+            paper's setting) disables it. Use it against gate collapse towards 1.
 
     Example:
         >>> a = BehaviorAdapter(dim=4)
@@ -40,22 +46,26 @@ class BehaviorAdapter(nn.Module):
     """
 
     def __init__(self, dim: int = 64, n_layers: int = 1, dropout: float = 0.1,
-                 gate_bias: float = 0.0, temperature: float = 1.0) -> None:
+                 gate_bias: float | None = None, temperature: float = 1.0,
+                 gate_reg: float = 0.0) -> None:
         super().__init__()
         if n_layers < 1:
-            raise ValueError(f"n_layers must be >= 1, got {n_layers}.")
+            raise ConfigError(f"Adapter n_layers must be >= 1, got {n_layers}.")
         if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+            raise ConfigError(f"Adapter dropout must be in [0, 1), got {dropout}.")
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}.")
+            raise ConfigError(f"Adapter temperature must be > 0, got {temperature}.")
+        if gate_reg < 0:
+            raise ConfigError(f"Adapter gate_reg must be >= 0, got {gate_reg}.")
         hidden = n_layers * dim
-        self.temperature = temperature
+        self.temperature, self.gate_reg = float(temperature), float(gate_reg)
         self.mlp = nn.Sequential(
             nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden), nn.Tanh(), nn.Dropout(dropout),
             nn.Linear(hidden, dim),
         )
-        nn.init.constant_(self.mlp[-1].bias, gate_bias)
+        if gate_bias is not None:
+            nn.init.constant_(self.mlp[-1].bias, gate_bias)
 
     def gate(self, content: torch.Tensor) -> torch.Tensor:
         """Gate g(ċ) ∈ (0,1)^d for projected content ``[B, d]``."""

@@ -94,10 +94,17 @@ class Recommender(nn.Module):
              for m in self.modalities} if adapter else {}
         )
         self.train_graph = train_graph
+        self._eval_cache: tuple[Any, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     # -- content pathway -----------------------------------------------------------------
     def raw_features(self, modality: str) -> torch.Tensor:
-        return getattr(self, f"feat_{modality}")
+        """The frozen raw features ``[n_items, D_m]`` of a modality."""
+        if modality not in self.modalities:
+            raise ConfigError(
+                f"{type(self).__name__} has no modality {modality!r}; it was built with "
+                f"{self.modalities or 'no content features'}."
+            )
+        return getattr(self, f"feat_{modality}")  # type: ignore[no-any-return]  # a buffer
 
     def behaviour_embedding(self, item_idx: torch.Tensor) -> torch.Tensor:
         """Behavioural (ID) embedding e_i used by the adapter, ``[B, d]``.
@@ -111,6 +118,7 @@ class Recommender(nn.Module):
     ) -> torch.Tensor:
         """Map raw content ``[B, D_m]`` of items ``item_idx`` to the representation the score
         uses, ``[B, d]``: ċ without the adapter, g(ċ) ⊙ e with it."""
+        self.raw_features(modality)  # validates the modality name
         projected = self.projections[modality](content)
         if not self.adapters:
             return projected
@@ -132,11 +140,100 @@ class Recommender(nn.Module):
         against (exactly for VBPR-like models, a documented approximation for graph models)."""
         raise NotImplementedError
 
+    def gate_penalty(self, item_idx: torch.Tensor) -> torch.Tensor:
+        """Σ_m gate_reg_m · mean gate of the items ``item_idx`` (0 without an adapter).
+
+        The adapter's ``gate_reg`` (0 by default, as in the paper) weights an L1 penalty on the
+        gate; it pushes the gate away from the all-ones no-op a plain BPR objective settles in.
+        """
+        total = torch.zeros((), device=item_idx.device)
+        for m, adapter in self.adapters.items():
+            weight = float(getattr(adapter, "gate_reg", 0.0))
+            if weight > 0:
+                g = self.gate(m, self.raw_features(m)[item_idx])
+                total = total + weight * g.mean()
+        return total
+
     # -- training / scoring -----------------------------------------------------------------
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        """Training loss for a batch of (user, positive item, negative item) triples."""
+        """Training loss for a batch of (user, positive item, negative item) triples.
+
+        The backbone's own objective (:meth:`backbone_loss`: BPR, auxiliary losses and
+        regularisation) plus the adapter's optional gate penalty.
+        """
+        loss = self.backbone_loss(users, pos, neg)
+        if self.adapters:
+            loss = loss + self.gate_penalty(torch.cat([pos, neg]))
+        return loss
+
+    def backbone_loss(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
+    ) -> torch.Tensor:
+        """The backbone's objective for a batch of triples (implemented by subclasses)."""
         raise NotImplementedError
+
+    def final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final user and item representations, ``[n_users, d']`` and ``[n_items, d']``.
+
+        Scores are their inner products. In eval mode under ``torch.no_grad()`` the result is
+        cached (see :meth:`prepare_eval`); otherwise it is recomputed on every call.
+        """
+        if self.training or torch.is_grad_enabled():  # gradients wanted: never serve the cache
+            return self.compute_embeddings()
+        if self._eval_cache is None or not self._cache_valid():
+            self.prepare_eval()
+        assert self._eval_cache is not None
+        return self._eval_cache[1]
+
+    def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Compute the final user and item representations (implemented by subclasses)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def prepare_eval(self) -> None:
+        """Compute the final embeddings once per evaluation and cache them (eval mode only).
+
+        The cache is keyed on every parameter's and buffer's storage and version counter, so
+        an optimiser step, ``load_state_dict`` or ``.to(device)`` invalidates it; switching to
+        training mode drops it. Backbones without :meth:`compute_embeddings` make this a no-op.
+        """
+        if self.training or type(self).compute_embeddings is Recommender.compute_embeddings:
+            self._eval_cache = None
+            return
+        self._eval_cache = (self._state_key(), self.compute_embeddings())
+
+    def _state_key(self) -> tuple[tuple[int, int], ...]:
+        # Sparse buffers (graphs) are derived data with no storage pointer; they only change
+        # with .to(), which moves the parameters too.
+        return tuple(
+            (t.data_ptr(), t._version)
+            for t in (*self.parameters(), *self.buffers())
+            if t.layout == torch.strided
+        )
+
+    def _cache_valid(self) -> bool:
+        return self._eval_cache is not None and self._eval_cache[0] == self._state_key()
+
+    def train(self, mode: bool = True) -> Recommender:
+        self._eval_cache = None
+        return super().train(mode)
+
+    def on_epoch_start(self) -> None:
+        """Hook the trainer calls before every training epoch (no-op by default).
+
+        FREEDOM resamples its pruned user-item graph here and LATTICE rebuilds its learned
+        item graph (with gradients on the first batch), as MMRec's ``pre_epoch_processing``.
+        """
 
     def score_users(self, user_idx: torch.Tensor) -> torch.Tensor:
         """Scores of every item for the given users, ``[B, n_items]``."""
-        raise NotImplementedError
+        users, items = self.final_embeddings()
+        return users[user_idx] @ items.T  # [B, I]
+
+    def user_embeddings(self) -> torch.Tensor:
+        """Final user representations ``[n_users, d']``."""
+        return self.final_embeddings()[0]
+
+    def item_embeddings(self) -> torch.Tensor:
+        """Final item representations ``[n_items, d']``."""
+        return self.final_embeddings()[1]

@@ -1,0 +1,321 @@
+"""The training loop: BPR mini-batches with vectorised negatives, Adam, early stopping.
+
+:func:`fit` knows nothing about files: it trains a built model on a dataset and calls back
+after every epoch with a :class:`TrainState` that holds everything needed to resume (the numpy
+generator, torch's RNG, the optimiser, the history). :func:`befa_viz.train.train` wraps it with
+a run directory, checkpoints and provenance.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from befa_viz.data.types import RecDataset
+from befa_viz.errors import ConfigError, DataError
+from befa_viz.train.config import TrainConfig
+from befa_viz.train.evaluate import evaluate
+from befa_viz.train.sampling import NegativeSampler
+
+__all__ = ["TrainState", "FitResult", "build_model", "check_dataset", "fit", "gate_summary"]
+
+log = logging.getLogger(__name__)
+
+GATE_QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
+
+
+@dataclass
+class TrainState:
+    """Everything :func:`fit` needs to continue exactly where it stopped.
+
+    Attributes:
+        epoch: Epochs completed.
+        rng_state: ``numpy.random.Generator.bit_generator.state`` after ``epoch``.
+        torch_rng: ``torch.get_rng_state()`` after ``epoch`` (dropout, ...).
+        optimizer: ``torch.optim.Adam.state_dict()`` after ``epoch``.
+        history: One record per epoch (loss, seconds, validation metrics when evaluated).
+        best_epoch: Epoch of the best validation metric so far (0: none yet).
+        best_value: Best validation metric so far.
+        best_valid: All validation metrics at ``best_epoch``.
+        bad_evals: Evaluations since the last improvement.
+        stopped_early: Whether patience ran out.
+    """
+
+    epoch: int = 0
+    rng_state: dict[str, Any] | None = None
+    torch_rng: torch.Tensor | None = None
+    optimizer: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_value: float = float("-inf")
+    best_valid: dict[str, float] = field(default_factory=dict)
+    bad_evals: int = 0
+    stopped_early: bool = False
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns; the model holds the best weights when it returns."""
+
+    state: TrainState
+    best_weights: dict[str, torch.Tensor]
+    test: dict[str, float]
+    gate: dict[str, dict[str, float]]
+    train_seconds: float
+    eval_seconds: float
+
+
+def check_dataset(dataset: RecDataset) -> None:
+    """Refuse datasets that cannot be trained and evaluated the MMRec way."""
+    split = dataset.interactions.split
+    for code, name in ((0, "training"), (1, "validation"), (2, "test")):
+        if not (split == code).any():
+            raise DataError(
+                f"Dataset {dataset.name!r} has an empty {name} split (no interaction with split "
+                f"label {code}); split it first, e.g. 'befa-viz data split'."
+            )
+
+
+def _check_device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(f"Config 'device' {device!r} is not a torch device ({e}).") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"Config 'device' is {device!r} but CUDA is not available; use 'cpu'.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"Config 'device' is {device!r} but MPS is not available; use 'cpu'.")
+    return dev
+
+
+def build_model(
+    config: TrainConfig, dataset: RecDataset, features: Mapping[str, np.ndarray]
+) -> torch.nn.Module:
+    """Create the backbone of ``config`` for ``dataset`` (seeded, on ``config.device``).
+
+    Args:
+        config: Training configuration (model, adapter, dim, model_params, seed, device).
+        dataset: Provides the counts and the training graph.
+        features: Raw content features per modality (ignored by behaviour-only backbones).
+
+    Raises:
+        UnknownNameError: If the model is not registered.
+        ConfigError: If a model parameter is unknown, a required modality is missing, or the
+            adapter is asked of a behaviour-only backbone (raised by the model).
+    """
+    from befa_viz.models import MODELS
+
+    cls = MODELS.get(config.model)
+    device = _check_device(config.device)
+    sig = inspect.signature(cls)
+    own = [n for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY or
+           p.kind is p.POSITIONAL_OR_KEYWORD]
+    reserved = {"n_users", "n_items", "features", "adapter", "adapter_kwargs", "dim",
+                "train_graph"}
+    for k in config.model_params:
+        if k in reserved:
+            raise ConfigError(
+                f"model_params.{k} is set by the trainer; use the top-level config key instead "
+                f"({'adapter_*' if k.startswith('adapter') else k})."
+            )
+        if k not in own:
+            from befa_viz.registry import closest
+
+            near = closest(k, [n for n in own if n not in reserved])
+            hint = f" Did you mean {near[0]!r}?" if near else ""
+            valid = ", ".join(n for n in own if n not in reserved) or "none"
+            raise ConfigError(
+                f"Unknown model_params key {k!r} for {config.model!r}.{hint} Its parameters: "
+                f"{valid}."
+            )
+    torch.manual_seed(config.seed)
+    model = MODELS.create(
+        config.model,
+        n_users=dataset.n_users,
+        n_items=dataset.n_items,
+        features=dict(features),
+        adapter=None if config.adapter == "none" else config.adapter,
+        adapter_kwargs=config.adapter_kwargs(),
+        dim=config.dim,
+        train_graph=dataset.interactions.train().csr(),
+        **config.model_params,
+    )
+    return model.to(device)
+
+
+@torch.no_grad()
+def gate_summary(model: torch.nn.Module) -> dict[str, dict[str, float]]:
+    """Distribution of the adapter gate over all items and dimensions, per modality.
+
+    Empty without an adapter. A gate pinned near 1 means the adapter passes the behaviour
+    embedding through unchanged (a finding worth reporting, see DESIGN.md).
+    """
+    adapters = getattr(model, "adapters", None)
+    if not adapters:
+        return {}
+    was_training = model.training
+    model.eval()
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for m in model.modalities:  # type: ignore[attr-defined]  # Recommender attribute
+            g = model.gate(m, model.raw_features(m)).float().flatten()  # type: ignore[operator]  # Recommender method
+            q = torch.quantile(g.cpu(), torch.tensor(GATE_QUANTILES))
+            out[m] = {
+                "mean": float(g.mean()), "std": float(g.std()),
+                **{f"q{int(p * 100):02d}": float(v) for p, v in zip(GATE_QUANTILES, q, strict=True)},
+                "frac_above_0.9": float((g > 0.9).float().mean()),
+                "frac_below_0.1": float((g < 0.1).float().mean()),
+            }
+    finally:
+        model.train(was_training)
+    return out
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def fit(
+    model: torch.nn.Module,
+    dataset: RecDataset,
+    config: TrainConfig,
+    *,
+    state: TrainState | None = None,
+    best_weights: Mapping[str, torch.Tensor] | None = None,
+    progress: bool = False,
+    on_epoch_end: Callable[[TrainState, torch.nn.Module, bool], None] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``dataset``'s training split with BPR triples and early stopping.
+
+    Every epoch shuffles the training pairs and draws one negative per pair from a numpy
+    generator seeded with ``config.seed``; the model's own ``loss`` (BPR plus its auxiliary
+    losses) is minimised with Adam. Every ``eval_every`` epochs the validation split is
+    evaluated; the best epoch by ``config.metric`` is kept and training stops after
+    ``patience`` evaluations without improvement. The test split is evaluated once, with
+    the best weights.
+
+    Args:
+        model: A built recommender (see :func:`build_model`).
+        dataset: The dataset, with train/valid/test splits.
+        config: Training configuration.
+        state: Resume from this state (the model must hold the weights of ``state.epoch``).
+        best_weights: Weights of ``state.best_epoch`` when resuming.
+        progress: Show a tqdm progress bar with the loss and validation metric.
+        on_epoch_end: Called as ``on_epoch_end(state, model, improved)`` after each epoch
+            (checkpointing); an exception raised there stops training.
+
+    Returns:
+        The final state, the best weights (also loaded into ``model``), the test metrics at
+        the best epoch and the adapter gate distribution there.
+    """
+    check_dataset(dataset)
+    inter = dataset.interactions
+    train = inter.train()
+    users, items = train.user_idx, train.item_idx
+    sampler = NegativeSampler(users, items, inter.n_users, inter.n_items)
+    device = next(iter(model.parameters())).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    rng = np.random.default_rng(config.seed)
+    if state is None:
+        state = TrainState()
+        best = _weights(model)
+    else:
+        if state.rng_state is not None:
+            rng.bit_generator.state = state.rng_state
+        if state.torch_rng is not None:
+            torch.set_rng_state(state.torch_rng)
+        if state.optimizer is not None:
+            optimizer.load_state_dict(state.optimizer)
+        best = dict(best_weights) if best_weights is not None else _weights(model)
+    eval_kw = {"batch_size": config.eval_batch_size, "ks": config.topk}
+    train_seconds = sum(h.get("seconds", 0.0) for h in state.history)
+    eval_seconds = sum(h.get("eval_seconds", 0.0) for h in state.history)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.epochs, initial=state.epoch, desc=config.model, unit="epoch")
+    try:
+        epoch = state.epoch
+        while epoch < config.epochs and not state.stopped_early:
+            epoch += 1
+            model.train()
+            for group in optimizer.param_groups:  # MMRec's LambdaLR: γ^(epoch / n), 0-based
+                group["lr"] = config.lr * config.lr_decay ** ((epoch - 1) / config.lr_decay_epochs)
+            t0 = time.perf_counter()
+            total, n_batches = 0.0, 0
+            for u, p, n in sampler.epoch(users, items, config.batch_size, rng):
+                loss = model.loss(torch.from_numpy(u).to(device), torch.from_numpy(p).to(device),
+                                  torch.from_numpy(n).to(device))
+                if not torch.isfinite(loss):
+                    raise ConfigError(
+                        f"The loss of {config.model!r} became {float(loss)} at epoch {epoch}, "
+                        f"batch {n_batches + 1}; lower lr (now {config.lr}) or the "
+                        "regularisation weights."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach())
+                n_batches += 1
+            record: dict[str, Any] = {"epoch": epoch, "loss": total / max(n_batches, 1),
+                                      "seconds": time.perf_counter() - t0}
+            train_seconds += record["seconds"]
+            improved = False
+            if epoch % config.eval_every == 0 or epoch == config.epochs:
+                t1 = time.perf_counter()
+                valid = evaluate(model, inter, "valid", **eval_kw)
+                record["eval_seconds"] = time.perf_counter() - t1
+                eval_seconds += record["eval_seconds"]
+                record["valid"] = valid
+                value = valid[config.metric]
+                if value > state.best_value:
+                    improved = True
+                    state.best_value, state.best_epoch, state.best_valid = value, epoch, valid
+                    state.bad_evals = 0
+                    best = _weights(model)
+                else:
+                    state.bad_evals += 1
+                    state.stopped_early = state.bad_evals >= config.patience
+                log.info("epoch %d loss %.4f valid %s %.4f%s", epoch, record["loss"],
+                         config.metric, value, " *" if improved else "")
+            state.history.append(record)
+            state.epoch = epoch
+            state.rng_state = copy.deepcopy(rng.bit_generator.state)
+            state.torch_rng = torch.get_rng_state()
+            state.optimizer = optimizer.state_dict()
+            if bar is not None:
+                post = {"loss": f"{record['loss']:.4f}"}
+                if "valid" in record:
+                    post[config.metric] = f"{record['valid'][config.metric]:.4f}"
+                post["best"] = f"{state.best_value:.4f}@{state.best_epoch}"
+                bar.set_postfix(post)
+                bar.update(1)
+            if on_epoch_end is not None:
+                on_epoch_end(state, model, improved)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if state.best_epoch == 0:  # nothing evaluated (epochs=0): the current weights are "best"
+        t1 = time.perf_counter()
+        state.best_valid = evaluate(model, inter, "valid", **eval_kw)
+        eval_seconds += time.perf_counter() - t1
+        state.best_value = state.best_valid[config.metric]
+        state.best_epoch = state.epoch
+        best = _weights(model)
+    model.load_state_dict(best)
+    t1 = time.perf_counter()
+    test = evaluate(model, inter, "test", mask_valid=config.mask_valid_in_test, **eval_kw)
+    eval_seconds += time.perf_counter() - t1
+    return FitResult(state, best, test, gate_summary(model), train_seconds, eval_seconds)

@@ -1,0 +1,145 @@
+"""Training and evaluation speed at Amazon-Baby scale, every backbone, with and without BeFA.
+
+Synthetic data of the real shape: 19,445 users, 7,050 items, 160,792 interactions drawn from
+power-law user activity and item popularity (split 80/10/10 per user), random features of the
+real widths (4,096-d image, 384-d text). Each (backbone, adapter) pair runs in its own
+subprocess, so the peak RSS (``resource.getrusage``) is that pair's alone; it includes the
+synthetic data (reported separately as ``data MB``). One torch thread.
+
+The timed code is the library's own: :func:`befa_viz.train.fit` for ``--epochs`` epochs with
+one validation pass at the end, then a test pass. ``epoch s`` is the mean training time per
+epoch (sampling, forward, backward, Adam), ``eval s`` one full-ranking validation pass over all
+users (batches of 2,048 users), ``build s`` model construction (graphs, kNN).
+
+Usage::
+
+    python benches/train.py                       # every registered backbone
+    python benches/train.py --models vbpr,freedom --epochs 2 --out bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def synthetic(n_users: int, n_items: int, n_inter: int, seed: int):
+    """Power-law interactions, unique (user, item) pairs, per-user 80/10/10 split."""
+    from befa_viz.data.types import Catalog, Interactions, RecDataset
+
+    rng = np.random.default_rng(seed)
+    user_w = rng.pareto(1.5, n_users) + 1.0  # heavy-tailed activity
+    item_w = 1.0 / np.arange(1, n_items + 1) ** 0.8  # Zipf-like popularity
+    item_w = item_w[rng.permutation(n_items)]
+    keys = np.empty(0, dtype=np.int64)
+    while len(keys) < n_inter:
+        m = int((n_inter - len(keys)) * 1.3) + 1000
+        u = rng.choice(n_users, m, p=user_w / user_w.sum())
+        i = rng.choice(n_items, m, p=item_w / item_w.sum())
+        keys = np.unique(np.concatenate([keys, u.astype(np.int64) * n_items + i]))
+    keys = rng.choice(keys, n_inter, replace=False)
+    users, items = keys // n_items, keys % n_items
+    # split: position of each interaction in a random order within its user
+    order = np.lexsort((rng.random(n_inter), users))
+    deg = np.bincount(users, minlength=n_users)
+    start = np.concatenate([[0], np.cumsum(deg)[:-1]])
+    pos = np.empty(n_inter, dtype=np.int64)
+    pos[order] = np.arange(n_inter) - start[users[order]]
+    frac = pos / np.maximum(deg[users], 1)
+    split = np.where(frac < 0.8, 0, np.where(frac < 0.9, 1, 2)).astype(np.int8)
+    ids = [str(i) for i in range(n_items)]
+    cat = Catalog(ids, [""] * n_items, [""] * n_items)
+    return RecDataset("baby-scale", cat, Interactions(users, items, split, n_users, n_items))
+
+
+def run_one(args: argparse.Namespace) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    from befa_viz.train import TrainConfig, build_model, fit
+
+    t0 = time.perf_counter()
+    ds = synthetic(args.users, args.items, args.interactions, args.seed)
+    rng = np.random.default_rng(1)
+    feats = {"image": rng.standard_normal((args.items, args.image_dim), dtype=np.float32),
+             "text": rng.standard_normal((args.items, args.text_dim), dtype=np.float32)}
+    data_s = time.perf_counter() - t0
+    data_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cfg = TrainConfig(model=args.single[0], adapter=args.single[1], epochs=args.epochs,
+                      eval_every=args.epochs + 1, patience=10**6, seed=args.seed)
+    t0 = time.perf_counter()
+    model = build_model(cfg, ds, feats)
+    build_s = time.perf_counter() - t0
+    res = fit(model, ds, cfg)
+    epochs = [h["seconds"] for h in res.state.history]
+    return {
+        "model": cfg.model, "adapter": cfg.adapter, "epochs": len(epochs),
+        "epoch_s": float(np.mean(epochs)), "eval_s": res.state.history[-1]["eval_seconds"],
+        "build_s": build_s, "data_s": data_s, "data_mb": data_mb,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "loss": res.state.history[-1]["loss"], "valid_recall20": res.state.best_valid["Recall@20"],
+        "n_train": int((ds.interactions.split == 0).sum()),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", default=None, help="Comma-separated backbones (default: all).")
+    p.add_argument("--adapters", default="none,befa")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--users", type=int, default=19445)
+    p.add_argument("--items", type=int, default=7050)
+    p.add_argument("--interactions", type=int, default=160792)
+    p.add_argument("--image-dim", type=int, default=4096)
+    p.add_argument("--text-dim", type=int, default=384)
+    p.add_argument("--seed", type=int, default=999)
+    p.add_argument("--out", type=Path, default=None, help="Write the rows as JSON here.")
+    p.add_argument("--single", nargs=2, metavar=("MODEL", "ADAPTER"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.single:
+        print(json.dumps(run_one(args)))
+        return
+
+    from befa_viz.models import MODELS
+
+    models = args.models.split(",") if args.models else MODELS.names()
+    rows = []
+    for name in models:
+        for adapter in args.adapters.split(","):
+            if adapter != "none" and not MODELS.get(name).multimodal:
+                continue
+            cmd = [sys.executable, __file__, "--single", name, adapter, "--epochs",
+                   str(args.epochs), "--users", str(args.users), "--items", str(args.items),
+                   "--interactions", str(args.interactions), "--image-dim", str(args.image_dim),
+                   "--text-dim", str(args.text_dim), "--seed", str(args.seed)]
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if out.returncode != 0:
+                print(f"{name}/{adapter} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+                continue
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"{name:9} {adapter:5} epoch {row['epoch_s']:7.2f} s  eval {row['eval_s']:6.2f} s"
+                  f"  build {row['build_s']:6.2f} s  peak {row['peak_mb']:7.0f} MB", flush=True)
+    print(f"\n{args.users} users, {args.items} items, {args.interactions} interactions "
+          f"({rows[0]['n_train'] if rows else '?'} train), features {args.image_dim}-d image + "
+          f"{args.text_dim}-d text, 1 torch thread, {args.epochs} epoch(s)\n")
+    print("| model | adapter | s / epoch | s / full eval | build s | peak RSS MB | data MB |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['model']} | {r['adapter']} | {r['epoch_s']:.2f} | {r['eval_s']:.2f} | "
+              f"{r['build_s']:.2f} | {r['peak_mb']:.0f} | {r['data_mb']:.0f} |")
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

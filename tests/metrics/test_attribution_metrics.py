@@ -1,0 +1,152 @@
+"""Attribution metrics on hand-made maps: drift/omission bounds, monotonicity, AUCs."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from befa_viz.metrics import (
+    deletion_auc,
+    drift,
+    drift_omission,
+    insertion_auc,
+    localisation_margin,
+    mass_in_mask,
+    omission,
+    pointing_game,
+    relevant_region,
+    resize_map,
+    spearman,
+    top_mass_region,
+)
+
+
+def _mask(top: int = 2, left: int = 2, side: int = 4, size: int = 10) -> np.ndarray:
+    m = np.zeros((size, size), dtype=bool)
+    m[top: top + side, left: left + side] = True
+    return m
+
+
+def _blob(cy: float, cx: float, size: int = 10, width: float = 1.5) -> np.ndarray:
+    y, x = np.mgrid[:size, :size]
+    return np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * width**2))
+
+
+@pytest.mark.parametrize(
+    "relevance",
+    [_mask(), _blob(3, 3), _mask(0, 0, 10)[:, :5]],
+    ids=["mask", "continuous", "half-image"],
+)
+def test_identical_maps_score_zero(relevance):
+    a = relevance.astype(float)
+    assert drift(a, relevance) == 0.0
+    assert omission(a, relevance) == 0.0
+    assert drift(-a, relevance) == 0.0  # signs do not matter
+
+
+@pytest.mark.parametrize(
+    ("a", "r"),
+    [
+        (_mask(0, 0, 3).astype(float), _mask(6, 6, 3)),
+        (_blob(1.5, 1.5, width=0.7), _blob(8, 8, width=0.7)),
+        ((~_mask()).astype(float), _mask()),
+    ],
+    ids=["masks", "blobs", "complement"],
+)
+def test_disjoint_maps_score_one(a, r):
+    assert drift(a, r) == pytest.approx(1.0)
+    assert omission(a, r) == pytest.approx(1.0)
+
+
+def test_drift_and_omission_grow_as_mass_moves_away():
+    r = _mask(0, 0, 5)  # top-left 5x5 square of a 10x10 image
+    inside, outside = _mask(0, 0, 5).astype(float), _mask(5, 5, 5).astype(float)
+    shares = np.linspace(0, 1, 11)
+    d = [drift((1 - s) * inside + s * outside, r) for s in shares]
+    o = [omission((1 - s) * inside + s * outside, r) for s in shares]
+    assert d[0] == 0.0 and d[-1] == 1.0 and o[0] == 0.0 and o[-1] == 1.0
+    assert all(np.diff(d) >= -1e-12) and all(np.diff(o) >= -1e-12)
+    # A heatmap that covers part of the mask omits the rest, with no drift.
+    part = np.zeros((10, 10))
+    part[0:5, 0:2] = 1.0
+    assert drift(part, r) == 0.0 and omission(part, r) == pytest.approx(0.6)
+
+
+def test_blob_sliding_off_the_relevant_region_is_monotone():
+    r = _blob(4.5, 4.5)
+    d = [drift(_blob(4.5, 4.5 + s), r) for s in range(6)]
+    o = [omission(_blob(4.5, 4.5 + s), r) for s in range(6)]
+    assert d[0] == 0.0 and o[0] == 0.0
+    assert all(np.diff(d) >= 0) and all(np.diff(o) >= 0) and d[-1] > 0.9
+
+
+def test_regions_and_edge_cases():
+    assert top_mass_region(np.array([4.0, 3, 2, 1]), 0.5).tolist() == [True, True, False, False]
+    assert top_mass_region(np.ones(4), 0.3).all()  # ties are all included
+    assert np.array_equal(relevant_region(_mask()), _mask())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.isnan(drift(np.zeros((10, 10)), _mask()))
+        assert np.isnan(omission(np.ones((10, 10)), np.zeros((10, 10), bool)))
+    with pytest.raises(ValueError, match="resize_map"):
+        drift(np.ones((4, 4)), _mask())
+    with pytest.raises(ValueError, match="q must be"):
+        drift(np.ones((10, 10)), _mask(), q=0)
+    out = drift_omission(_mask().astype(float), _mask(), q=0.7)
+    assert out == {"drift": 0.0, "omission": 0.0, "q": 0.7}
+
+
+def test_mass_pointing_spearman_margin():
+    m = _mask()
+    a = np.zeros((10, 10))
+    a[3, 3], a[9, 9] = -3.0, 1.0
+    assert mass_in_mask(a, m) == 0.75
+    assert pointing_game(a, m)
+    assert not pointing_game(np.where(m, 0.0, 1.0) + np.eye(10) * 0.5, m)
+    b = np.zeros((10, 10))
+    b[7, 1] = 1.0
+    assert pointing_game(b, _mask(8, 0, 2), tolerance=1)
+    x = np.arange(12.0)
+    assert spearman(x, x**3) == pytest.approx(1.0)
+    assert spearman(x, -x) == pytest.approx(-1.0)
+    assert spearman(np.array([1.0, 1, 2]), np.array([1.0, 2, 3])) == pytest.approx(0.8660254)
+    assert np.isnan(spearman(np.ones(5), x[:5]))
+    assert localisation_margin(a, m, {"random": np.ones((10, 10))}) == pytest.approx(0.59)
+
+
+def test_resize_map():
+    m = _mask(0, 0, 5)
+    big = resize_map(m, (20, 20))
+    assert big.dtype == bool and big[:10, :10].all() and not big[10:, :].any()
+    f = resize_map(np.arange(4.0).reshape(2, 2), (4, 4))
+    assert f.shape == (4, 4) and f[0, 0] == 0.0 and f[-1, -1] == 3.0
+
+
+def _planted():
+    """f(x) = mean of x over a region: only the region matters."""
+    region = _mask(2, 2, 4)
+
+    def f(batch: np.ndarray) -> np.ndarray:
+        return batch[..., region].mean(axis=-1).sum(axis=-1)  # [n, 3, H, W] → [n]
+
+    x = np.random.default_rng(0).uniform(0.5, 1.0, size=(3, 10, 10))
+    return f, x, region
+
+
+def test_deletion_and_insertion_prefer_the_true_map():
+    f, x, region = _planted()
+    base = np.zeros_like(x)
+    rnd = np.random.default_rng(1).random((10, 10))
+    true_map = region.astype(float)
+    d_true, d_rnd = deletion_auc(f, x, base, true_map), deletion_auc(f, x, base, rnd)
+    i_true, i_rnd = insertion_auc(f, x, base, true_map), insertion_auc(f, x, base, rnd)
+    assert d_true < 0.15 < d_rnd and i_true > 0.85 > i_rnd
+    # Batch size does not change the curve.
+    assert deletion_auc(f, x, base, rnd, batch_size=3) == pytest.approx(d_rnd)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.isnan(deletion_auc(f, x, x, rnd))  # f(x) = f(baseline)
+    with pytest.raises(ValueError, match="trailing"):
+        deletion_auc(f, x, base, np.ones((5, 5)))
