@@ -270,6 +270,63 @@ __all__ += [
     "validate_dataset",
 ]
 
+
+def synth_dataset(
+    workspace: Workspace | str | os.PathLike[str] | None = None,
+    name: str = "shop",
+    *,
+    overwrite: bool = False,
+    progress: bool = False,
+    **knobs: Any,
+) -> Path:
+    """Generate the synthetic shop (with planted ground truth) into the workspace.
+
+    Generating again with the same knobs is a no-op (the files would be byte-identical);
+    other knobs under an existing name need ``overwrite=True``.
+
+    Args:
+        workspace: Workspace (or its folder); default ``$BEFA_VIZ_WORKSPACE`` or
+            ``./befa-workspace``.
+        name: Dataset name (folder under ``datasets/``).
+        overwrite: Replace an existing dataset made with other knobs (or not by the generator).
+        progress: Show a progress bar while rendering.
+        **knobs: Fields of :class:`befa_viz.data.synth.ShopConfig` (``n_items``, ``seed``, ...).
+
+    Returns:
+        The dataset folder ``<workspace>/datasets/<name>``.
+
+    Raises:
+        ConfigError: If a knob is unknown or out of range.
+        DataError: If ``name`` exists with other content and ``overwrite`` is false.
+
+    Example:
+        >>> import tempfile
+        >>> synth_dataset(tempfile.mkdtemp(), "s", n_items=8, n_users=4, image_size=32,
+        ...               interactions_per_user=(3, 5)).name
+        's'
+    """
+    from befa_viz.data.synth import GENERATOR_VERSION, ShopConfig, generate_shop
+    from befa_viz.errors import DataError
+
+    ws = _data_ws(workspace)
+    cfg = ShopConfig.from_knobs(**{**knobs, "name": name})
+    target = ws.dataset_dir(cfg.name)
+    gen = target / "generator.json"
+    if (target / "dataset.json").is_file() and not overwrite:
+        old = json.loads(gen.read_text()) if gen.is_file() else {}
+        if old.get("knobs") == cfg.to_dict() and old.get("version") == GENERATOR_VERSION:
+            log.info("synthetic shop %r is unchanged in %s", cfg.name, target)
+            return target
+        raise DataError(
+            f"Dataset {cfg.name!r} already exists in {ws.root} with different content. Pass "
+            "overwrite=True (--overwrite) to replace it, or choose another name (--name)."
+        )
+    generate_shop(target, progress=progress, **cfg.to_dict())
+    return target
+
+
+__all__ += ["synth_dataset"]
+
 # ---- encode verbs ------------------------------------------------------------------------
 __all__ += ["EncodeResult", "encode_dataset"]
 

@@ -4,7 +4,7 @@ Synthetic data of the real shape: 19,445 users, 7,050 items, 160,792 interaction
 power-law user activity and item popularity (split 80/10/10 per user), random features of the
 real widths (4,096-d image, 384-d text). Each (backbone, adapter) pair runs in its own
 subprocess, so the peak RSS (``resource.getrusage``) is that pair's alone; it includes the
-synthetic data (reported separately as ``data MB``). One torch thread.
+synthetic data (``base RSS MB``: after imports and data, before the model). One torch thread.
 
 The timed code is the library's own: :func:`befa_viz.train.fit` for ``--epochs`` epochs with
 one validation pass at the end, then a test pass. ``epoch s`` is the mean training time per
@@ -132,7 +132,7 @@ def main() -> None:
     print(f"\n{args.users} users, {args.items} items, {args.interactions} interactions "
           f"({rows[0]['n_train'] if rows else '?'} train), features {args.image_dim}-d image + "
           f"{args.text_dim}-d text, 1 torch thread, {args.epochs} epoch(s)\n")
-    print("| model | adapter | s / epoch | s / full eval | build s | peak RSS MB | data MB |")
+    print("| model | adapter | s / epoch | s / full eval | build s | peak RSS MB | base RSS MB |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['model']} | {r['adapter']} | {r['epoch_s']:.2f} | {r['eval_s']:.2f} | "

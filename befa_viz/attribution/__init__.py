@@ -9,6 +9,7 @@ from befa_viz.attribution.methods import (
     make_baseline,
     merge_tokens,
     method_modalities,
+    method_options,
 )
 from befa_viz.attribution.result import Attribution
 from befa_viz.attribution.sanity import SanityReport, randomised_copy, sanity_check
@@ -41,6 +42,7 @@ __all__ = [
     "make_baseline",
     "merge_tokens",
     "method_modalities",
+    "method_options",
     "prepare_inputs",
     "randomised_copy",
     "sanity_check",

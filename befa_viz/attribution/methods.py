@@ -52,6 +52,8 @@ import contextlib
 import functools
 import inspect
 import math
+import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -74,6 +76,7 @@ __all__ = [
     "make_baseline",
     "merge_tokens",
     "method_modalities",
+    "method_options",
 ]
 
 #: Methods by name; each is ``fn(encoder, target, inputs, *, item_ids=None, **options)``.
@@ -101,6 +104,18 @@ def method_modalities(name: str) -> tuple[str, ...]:
     """Modalities (``"image"``, ``"text"``) a registered method supports."""
     ATTRIBUTIONS.get(name)
     return _MODALITIES[name]
+
+
+def method_options(name: str) -> dict[str, Any]:
+    """Options a registered method accepts, with their defaults.
+
+    Example:
+        >>> method_options("gradcam")
+        {'internal_batch_size': 32, 'relu': True}
+    """
+    fn = ATTRIBUTIONS.get(name)
+    return {p: v.default for p, v in inspect.signature(fn).parameters.items()
+            if v.kind is inspect.Parameter.KEYWORD_ONLY and p != "item_ids"}
 
 
 def _register(name: str, modalities: tuple[str, ...]) -> Callable[[AttributionMethod],
@@ -166,14 +181,12 @@ def attribute(
         >>> from befa_viz.attribution.targets import RandomDirectionTarget
         >>> enc = tiny_image_encoder(dim=8)
         >>> out = attribute("ig", enc, RandomDirectionTarget(8), torch.rand(2, 3, 32, 32),
-        ...                 n_steps=4)
+        ...                 n_steps=32)
         >>> len(out), out[0].values.shape
         (2, (32, 32))
     """
     fn = ATTRIBUTIONS.get(method)
-    params = inspect.signature(fn).parameters
-    accepted = [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY
-                and p != "item_ids"]
+    accepted = list(method_options(method))
     for key in options:
         if key not in accepted:
             near = closest(key, accepted)
@@ -301,6 +314,11 @@ def _to_uint8(pixels: torch.Tensor) -> np.ndarray:
     return (pixels.detach().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
+def _delta(attr: torch.Tensor, fx: np.ndarray, fb: np.ndarray) -> np.ndarray:
+    """Completeness error Σ attr − (f(x) − f(b)) per input (Captum's convergence delta)."""
+    return attr.detach().flatten(1).sum(1).double().cpu().numpy() - (fx - fb)
+
+
 def _warn_delta(delta: np.ndarray, fx: np.ndarray, fb: np.ndarray, ids: list[str], name: str
                 ) -> None:
     # Relative to the target's change; when input and baseline score alike, relative to the
@@ -314,8 +332,17 @@ def _warn_delta(delta: np.ndarray, fx: np.ndarray, fb: np.ndarray, ids: list[str
             f"{name}: completeness error |delta| = {abs(delta[i]):.3g} is "
             f"{abs(delta[i]) / scale[i]:.0%} of |f(x) - f(baseline)| = {scale[i]:.3g} for item "
             f"{ids[i]!r} ({bad.size} of {len(ids)} items above {DELTA_WARN_RATIO:.0%}); "
-            f"increase n_steps.", stacklevel=4,
+            f"increase n_steps.", stacklevel=_outside_stacklevel(),
         )
+
+
+def _outside_stacklevel() -> int:
+    """``stacklevel`` of the first frame outside befa_viz.attribution (the user's call)."""
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1  # the frame calling warnings.warn
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]  # None ends the loop
+    return level
 
 
 @torch.no_grad()
@@ -358,7 +385,8 @@ def _image_results(
 def _ig_image(encoder: nn.Module, target: AttributionTarget, pixels: torch.Tensor,
               base: torch.Tensor, *, n_steps: int, ibs: int, smooth: tuple[int, float] | None
               ) -> tuple[torch.Tensor, np.ndarray]:
-    """IG (optionally NoiseTunnel-smoothed) over pixels; returns attributions and deltas."""
+    """IG (optionally NoiseTunnel-smoothed) over pixels; returns attributions and the
+    NoiseTunnel deltas (NaN for plain IG, whose delta the caller computes)."""
     ca = _captum()
     f = _image_forward(encoder, target)
     rows_all = torch.arange(pixels.shape[0], device=pixels.device)
@@ -367,8 +395,11 @@ def _ig_image(encoder: nn.Module, target: AttributionTarget, pixels: torch.Tenso
         x, b, rows = pixels[s], base[s], rows_all[s]
         ig = ca.IntegratedGradients(f)
         if smooth is None:
-            a, d = ig.attribute(x, baselines=b, additional_forward_args=(rows,), n_steps=n_steps,
-                                internal_batch_size=ibs, return_convergence_delta=True)
+            # The completeness error is computed by the caller from f(x) and f(b), which it
+            # needs anyway: asking Captum for it would cost two more forward passes.
+            a = ig.attribute(x, baselines=b, additional_forward_args=(rows,), n_steps=n_steps,
+                             internal_batch_size=ibs)
+            d = torch.full((x.shape[0],), float("nan"))
         else:
             n_samples, stdev = smooth
             per_call = max(1, min(n_samples, ibs // x.shape[0]))
@@ -437,10 +468,11 @@ def integrated_gradients(
     pixels = _check_pixels(inputs, encoder)
     ids = _ids(item_ids, pixels.shape[0])
     base = make_baseline(pixels, baseline, blur_sigma=blur_sigma, mean_pixel=mean_pixel)
-    attr, delta = _ig_image(encoder, target, pixels, base, n_steps=n_steps, ibs=ibs, smooth=None)
+    attr, _ = _ig_image(encoder, target, pixels, base, n_steps=n_steps, ibs=ibs, smooth=None)
     f = _image_forward(encoder, target)
     rows = torch.arange(pixels.shape[0], device=pixels.device)
     fx, fb = _values(f, pixels, rows, batch=ibs), _values(f, base, rows, batch=ibs)
+    delta = _delta(attr, fx, fb)
     _warn_delta(delta, fx, fb, ids, "ig")
     params = {"method": "ig", "n_steps": int(n_steps), "baseline": _baseline_name(baseline),
               "blur_sigma": blur_sigma, "encoder": getattr(encoder, "key", "")}
@@ -605,20 +637,19 @@ def layer_integrated_gradients(
     base = make_baseline(pixels, baseline, blur_sigma=blur_sigma, mean_pixel=mean_pixel)
     f = _image_forward(encoder, target)
     rows_all = torch.arange(pixels.shape[0], device=pixels.device)
-    maps, deltas, prefix = [], [], []
+    maps, totals, prefix = [], [], []
     for s in _chunks(pixels.shape[0], ibs):
         lig = ca.LayerIntegratedGradients(f, encoder.feature_layer)
-        a, d = lig.attribute(pixels[s], baselines=base[s], additional_forward_args=(rows_all[s],),
-                             n_steps=n_steps, internal_batch_size=ibs,
-                             return_convergence_delta=True)
+        a = lig.attribute(pixels[s], baselines=base[s], additional_forward_args=(rows_all[s],),
+                          n_steps=n_steps, internal_batch_size=ibs)
         total = a.detach().flatten(1).sum(1)
+        totals.append(total.unsqueeze(1))
         grid = _layer_grid(a.detach(), a.shape[0], encoder, pixels).sum(1)  # [b, h, w]
         prefix.append(((total - grid.flatten(1).sum(1)) / total.abs().clamp_min(1e-12)).cpu())
         maps.append(grid)
-        deltas.append(d.detach().double().cpu())
     layer_map = torch.cat(maps)
-    delta = torch.cat(deltas).numpy()
     fx, fb = _values(f, pixels, rows_all, batch=ibs), _values(f, base, rows_all, batch=ibs)
+    delta = _delta(torch.cat(totals), fx, fb)
     _warn_delta(delta, fx, fb, ids, "layer_ig")
     params = {"method": "layer_ig", "n_steps": int(n_steps), "baseline": _baseline_name(baseline),
               "blur_sigma": blur_sigma, "layer": _layer_name(encoder, encoder.feature_layer),
@@ -1084,9 +1115,9 @@ def _text_ig(encoder: nn.Module, target: AttributionTarget, inputs: Any,
         ig = ca.IntegratedGradients(f)
         args = (mask[s], rows_all[s])
         if smooth is None:
-            a, d = ig.attribute(x[s], baselines=b[s], additional_forward_args=args,
-                                n_steps=n_steps, internal_batch_size=ibs,
-                                return_convergence_delta=True)
+            a = ig.attribute(x[s], baselines=b[s], additional_forward_args=args,
+                             n_steps=n_steps, internal_batch_size=ibs)
+            d = torch.full((x[s].shape[0],), float("nan"))
         else:
             n_samples, stdev = smooth
             per_call = max(1, min(n_samples, ibs // x[s].shape[0]))
@@ -1105,6 +1136,7 @@ def _text_ig(encoder: nn.Module, target: AttributionTarget, inputs: Any,
     fx = _values(f, x, mask, rows_all, batch=ibs)
     fb = _values(f, b, mask, rows_all, batch=ibs)
     if smooth is None:
+        delta = _delta(tv, fx, fb)
         _warn_delta(delta, fx, fb, names, method)
     params: dict[str, Any] = {"method": method, "n_steps": int(n_steps), "baseline": "pad",
                               "encoder": getattr(encoder, "key", "")}
@@ -1123,17 +1155,16 @@ def _text_layer_ig(encoder: nn.Module, target: AttributionTarget, inputs: Any,
     base_ids = _text_baseline_ids(encoder, ids, baseline)
     f = _text_forward_ids(encoder, target)
     rows_all = torch.arange(ids.shape[0], device=ids.device)
-    attrs, deltas = [], []
+    attrs = []
     for s in _chunks(ids.shape[0], ibs):
         lig = ca.LayerIntegratedGradients(f, encoder.embedding_layer)
-        a, d = lig.attribute(ids[s], baselines=base_ids[s],
-                             additional_forward_args=(mask[s], rows_all[s]), n_steps=n_steps,
-                             internal_batch_size=ibs, return_convergence_delta=True)
+        a = lig.attribute(ids[s], baselines=base_ids[s],
+                          additional_forward_args=(mask[s], rows_all[s]), n_steps=n_steps,
+                          internal_batch_size=ibs)
         attrs.append(a.detach().sum(-1))
-        deltas.append(d.detach().double().cpu())
-    delta = torch.cat(deltas).numpy()
     fx = _values(f, ids, mask, rows_all, batch=ibs)
     fb = _values(f, base_ids, mask, rows_all, batch=ibs)
+    delta = _delta(torch.cat(attrs), fx, fb)
     _warn_delta(delta, fx, fb, names, "layer_ig")
     params = {"method": "layer_ig", "n_steps": int(n_steps), "baseline": "pad",
               "layer": _layer_name(encoder, encoder.embedding_layer),

@@ -49,8 +49,9 @@ class Attribution:
 
     def save(self, path: str | Path) -> Path:
         """Write to an ``.npz`` (arrays) with the metadata as JSON inside."""
-        from befa_viz.cache import atomic_write_bytes
         import io
+
+        from befa_viz.cache import atomic_write_bytes
 
         meta = {k: v for k, v in asdict(self).items()
                 if k not in ("values", "image", "extras")}

@@ -57,7 +57,9 @@ _ID_MAPS = {"user": ("u_id_mapping.csv", "userID"), "item": ("i_id_mapping.csv",
 # -- feature arrays ---------------------------------------------------------------------------
 def _check_feature(arr: Any, file: Path, n_items: int | None) -> np.ndarray:
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiub":
-        raise DataError(f"{file}: expected a numeric array, got dtype {getattr(arr, 'dtype', '?')}.")
+        raise DataError(
+            f"{file}: expected a numeric array, got dtype {getattr(arr, 'dtype', '?')}."
+        )
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise DataError(
             f"{file}: expected a 2-D array [n_items, dim] with row i = item i, got shape "
@@ -197,7 +199,9 @@ def _read_id_map(folder: Path, kind: str) -> dict[int, str] | None:
     idx = _int_column(df, key, path)
     dup = pd.Series(idx).duplicated().to_numpy()
     if dup.any():
-        raise DataError(f"{path}: {key} {idx[dup][0]} appears twice ({describe_rows(np.flatnonzero(dup))}).")
+        raise DataError(
+            f"{path}: {key} {idx[dup][0]} appears twice ({describe_rows(np.flatnonzero(dup))})."
+        )
     return dict(zip(idx.tolist(), df[others[0]].astype(str).tolist(), strict=True))
 
 
@@ -213,7 +217,9 @@ def _read_items_table(path: Path, folder: Path, n_items: int | None
     idx = _int_column(df, "itemID", path)
     dup = pd.Series(idx).duplicated().to_numpy()
     if dup.any():
-        raise DataError(f"{path}: duplicate itemID {idx[dup][0]} at {describe_rows(np.flatnonzero(dup))}.")
+        raise DataError(
+            f"{path}: duplicate itemID {idx[dup][0]} at {describe_rows(np.flatnonzero(dup))}."
+        )
     n = n_items if n_items is not None else len(df)
     if sorted(idx.tolist()) != list(range(n)):
         missing = sorted(set(range(n)) - set(idx.tolist()))[:5]
@@ -268,7 +274,8 @@ def import_mmrec(
     Example:
         >>> import tempfile
         >>> from befa_viz.testing import toy_dataset
-        >>> d = export_mmrec(toy_dataset(), tempfile.mkdtemp(), features={"image": np.ones((12, 3))})
+        >>> feats = {"image": np.ones((12, 3))}
+        >>> d = export_mmrec(toy_dataset(), tempfile.mkdtemp(), features=feats)
         >>> ds, feats = import_mmrec(d)
         >>> ds.n_users, ds.n_items, feats["image"].shape
         (8, 12, (12, 3))
@@ -367,7 +374,10 @@ def import_mmrec(
     table = None
     if items_path is not None:
         table, n_table = _read_items_table(items_path, folder, n_feat)
-    n_items = n_feat if n_feat is not None else n_table if table is not None else int(item.max()) + 1
+    if n_feat is not None:
+        n_items = n_feat
+    else:
+        n_items = n_table if table is not None else int(item.max()) + 1
     if item.max() >= n_items:
         rows = lines[item >= n_items]
         what = (f"the feature files have {n_feat} rows" if n_feat is not None
@@ -413,19 +423,22 @@ def import_mmrec(
     inter = Interactions(user_idx, item, split, len(uniq_users), n_items,
                          timestamp=extras.get("timestamp"), rating=extras.get("rating"),
                          user_ids=user_ids)
-    counts = {name_: int((split == code).sum()) for code, name_ in enumerate(("train", "valid", "test"))}
+    counts = {name_: int((split == code).sum())
+              for code, name_ in enumerate(("train", "valid", "test"))}
     info = {
         "source": {"kind": "mmrec", "path": str(folder), "inter_file": inter_path.name,
                    "feature_files": {m: f"{m}{FEATURE_SUFFIX}" for m in features},
                    "items_table": items_path.name if items_path is not None else None,
                    "id_maps": umap is not None},
         "options": {"inter_file": inter_file, "items": None if items is None else str(items),
-                    "id_maps": id_maps, "modalities": None if modalities is None else list(modalities),
+                    "id_maps": id_maps,
+                    "modalities": None if modalities is None else list(modalities),
                     "extra_columns": extra_columns, "duplicates": duplicates,
                     "cold_users": cold_users},
         "counts": {"lines_in": len(df), "interactions": inter.n_interactions,
                    "users": inter.n_users, "items": n_items,
-                   "items_without_interactions": int((np.bincount(item, minlength=n_items) == 0).sum()),
+                   "items_without_interactions":
+                       int((np.bincount(item, minlength=n_items) == 0).sum()),
                    "split": counts},
         "features": {m: list(a.shape) for m, a in features.items()},
         "policies": policy,

@@ -32,7 +32,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from befa_viz.data.prepare import DEFAULT_SPLIT, ShortUsers, SplitBy, parse_split
+from befa_viz.data.prepare import (
+    DEFAULT_SPLIT,
+    ShortUsers,
+    SplitBy,
+    normalise_ids,
+    parse_split,
+)
 from befa_viz.data.tabular import EmptyText, MissingImage, assemble_dataset, read_table
 from befa_viz.data.types import RecDataset
 from befa_viz.errors import DataError
@@ -98,8 +104,10 @@ def import_movielens(
     table, _ = read_table(items_path, what="items")
     for col in ("movie_id", "title", "overview"):
         if col not in table.columns:
-            raise DataError(f"{items_path}: column {col!r} is missing; found {list(table.columns)}.")
-    ids = table["movie_id"].astype(str).str.strip()
+            raise DataError(
+                f"{items_path}: column {col!r} is missing; found {list(table.columns)}."
+            )
+    ids = normalise_ids(table["movie_id"])
     first = ~ids.duplicated(keep="first").to_numpy()
     table, ids = table.loc[first].reset_index(drop=True), ids[first].reset_index(drop=True)
 

@@ -47,6 +47,7 @@ __all__ = [
     "parse_split",
     "natural_order",
     "describe_rows",
+    "normalise_ids",
     "DEFAULT_SPLIT",
 ]
 
@@ -157,23 +158,36 @@ class _Where:
         return describe_rows(rows, line_offset=self.line_offset)
 
 
+def normalise_ids(values: pd.Series) -> pd.Series:
+    """Raw ids as stripped strings; integral floats lose ``.0``; missing ids become ``""``.
+
+    Example:
+        >>> normalise_ids(pd.Series([12.0, None, 3.0])).tolist()
+        ['12', '', '3']
+    """
+    missing = values.isna().to_numpy()
+    if pd.api.types.is_float_dtype(values):
+        fl = values.to_numpy(dtype=float)
+        ok = ~missing
+        if (fl[ok] == np.round(fl[ok])).all():  # 12.0 read from a float column is id "12"
+            out = np.where(ok, np.nan_to_num(fl).astype(np.int64).astype(str), "")
+            return pd.Series(out, index=values.index, dtype=object)
+    out = values.astype(str).str.strip().to_numpy(dtype=object)
+    out[missing] = ""
+    return pd.Series(out, index=values.index, dtype=object)
+
+
 def _id_column(frame: pd.DataFrame, col: str, what: str, source: str,
                where: _Where) -> np.ndarray:
-    values = frame[col]
-    missing = values.isna().to_numpy()
-    if values.dtype == object or pd.api.types.is_string_dtype(values):
-        missing = missing | values.astype(str).str.strip().eq("").to_numpy()
+    ids = normalise_ids(frame[col])
+    missing = (ids == "").to_numpy()
     if missing.any():
         raise DataError(
             f"{source}: column {col!r} ({what} id) is empty at "
             f"{where(np.flatnonzero(missing))}; every "
             "interaction needs a user and an item."
         )
-    if pd.api.types.is_float_dtype(values):
-        fl = values.to_numpy(dtype=float)
-        if (fl == np.round(fl)).all():  # 12.0 read from a float column is id "12"
-            return fl.astype(np.int64).astype(str)
-    return values.astype(str).str.strip().to_numpy(dtype=str)
+    return ids.to_numpy(dtype=str)
 
 
 def _unix_seconds(values: pd.Series) -> np.ndarray:
@@ -386,7 +400,8 @@ def prepare_interactions(
         if (codes < 0).any():
             bad = rows[codes < 0]
             raise DataError(
-                f"{source}: item id(s) {', '.join(repr(str(x)) for x in pd.unique(items[bad])[:5])} at "
+                f"{source}: item id(s) "
+                f"{', '.join(repr(str(x)) for x in pd.unique(items[bad])[:5])} at "
                 f"{where(bad)} are not in the item catalog."
             )
         i_all = codes.astype(np.int64)

@@ -32,11 +32,13 @@ Same knobs and seed give byte-identical files.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import logging
 import math
 import os
+import re
 import shutil
 import zipfile
 from dataclasses import dataclass, field
@@ -170,8 +172,8 @@ def _validate(c: ShopConfig) -> None:
         if not (v[0] >= lo and v[0] <= v[1] and (hi is None or v[1] <= hi)):
             raise _bad(knob, v, accepted)
 
-    if not isinstance(c.name, str) or not c.name or any(ch in c.name for ch in "/\\"):
-        raise _bad("name", c.name, "a non-empty folder name without slashes")
+    if not isinstance(c.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", c.name):
+        raise _bad("name", c.name, "a name of letters, digits, '.', '_' and '-'")
     integer("seed", 0)
     integer("n_items", 1)
     integer("n_users", 1)
@@ -285,9 +287,15 @@ class _Spec:
     watermark: dict[str, Any] | None = None
 
 
+@functools.lru_cache(maxsize=4)
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates ``(yy, xx)``, each ``[size, size]`` (cached: never mutate)."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    return yy + 0.5, xx + 0.5
+    yy += 0.5
+    xx += 0.5
+    yy.setflags(write=False)
+    xx.setflags(write=False)
+    return yy, xx
 
 
 def _texture(pattern: str, colour: tuple[int, int, int], size: int, tex: dict[str, Any]
@@ -770,7 +778,7 @@ def _draws(cfg: ShopConfig) -> _Draws:
 
 def _make_item(cfg: ShopConfig, d: _Draws, i: int
                ) -> tuple[_Spec, str, list[int], str, list[int]]:
-    """Item ``i``'s spec and texts, from its own stream (so item i does not depend on n_items)."""
+    """Item ``i``'s spec and texts, from its own random stream (so it can be re-rendered alone)."""
     irng = np.random.default_rng([cfg.seed, 3, i])
     kind, colour = d.kinds[d.attrs[i, 0]], d.colours[d.attrs[i, 1]]
     pattern, price = d.patterns[d.attrs[i, 2]], float(d.prices[i])
@@ -798,7 +806,7 @@ def render_item(item_idx: int, *, only: tuple[str, ...] | None = None, **knobs: 
         ``MASK_NAMES[k]``; each pixel has the label of the layer drawn last.
 
     Example:
-        >>> img, labels = render_item(0, only=("product",), n_items=3, image_size=32)
+        >>> img, labels = render_item(0, only=("product",), n_items=50, image_size=32)
         >>> img.shape, bool((labels == 1 + MASK_NAMES.index("product")).any())
         ((32, 32, 3), True)
     """
@@ -871,7 +879,7 @@ def generate_shop(out_dir: str | os.PathLike[str], *, progress: bool = False,
                 masks[name][i] = labels == _LABEL[name]
             has_decoy[i] = spec.decoy is not None
             Image.fromarray(img).save(tmp / "images" / f"{item_ids[i]}.png", format="PNG",
-                                      compress_level=6)
+                                      compress_level=3)
             titles.append(title)
             texts.append(text)
             token_gt[item_ids[i]] = {

@@ -41,6 +41,7 @@ from befa_viz.data.prepare import (
     SplitBy,
     describe_rows,
     natural_order,
+    normalise_ids,
     parse_split,
     prepare_interactions,
 )
@@ -162,10 +163,11 @@ def _apply_item_policies(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Validate ids, then apply the image and text policies to the canonical items frame."""
     ids = items["item_id"]
-    empty_id = ids.str.strip().eq("").to_numpy()
+    empty_id = ids.eq("").to_numpy()
     if empty_id.any():
         raise DataError(
-            f"{source}: empty item id at {describe_rows(np.flatnonzero(empty_id), line_offset=line_offset)}."
+            f"{source}: empty item id at "
+            f"{describe_rows(np.flatnonzero(empty_id), line_offset=line_offset)}."
         )
     dup = ids.duplicated(keep=False).to_numpy()
     if dup.any():
@@ -267,7 +269,7 @@ def assemble_dataset(
         if value not in accepted:
             raise ConfigError(f"{policy}={value!r}; accepted: {', '.join(accepted)}.")
     n_items_in = len(items)
-    all_ids = set(items["item_id"].astype(str).str.strip())
+    all_ids = set(items["item_id"])
     items, policies = _apply_item_policies(
         items.copy(), source=items_source, line_offset=items_line_offset,
         image_source=image_source, missing_image=missing_image, empty_text=empty_text,
@@ -275,7 +277,7 @@ def assemble_dataset(
     )
 
     # interactions naming unknown items (error/drop), or items dropped by a policy
-    inter_items = inter[item_col].astype(str).str.strip()
+    inter_items = normalise_ids(inter[item_col])
     unknown = ~inter_items.isin(all_ids).to_numpy()
     if unknown.any() and unknown_items == "error":
         rows = np.flatnonzero(unknown)
@@ -442,7 +444,7 @@ def import_table(
         missing_extra = [c for c in extra_cols if c not in table.columns]
         if missing_extra:
             raise DataError(f"{items_path}: extra column(s) {missing_extra} not found.")
-        ids = table[item_id_col].astype(str).str.strip()
+        ids = normalise_ids(table[item_id_col])
         n = len(table)
 
         def text_of(col: str | None) -> pd.Series:
@@ -456,7 +458,8 @@ def import_table(
     else:
         ti_col = tx_col = im_col = None
         items_off = None
-        uniq = np.asarray(pd.unique(inter[inter_item].astype(str).str.strip()), dtype=str)
+        uniq = np.asarray(pd.unique(normalise_ids(inter[inter_item])), dtype=str)
+        uniq = uniq[uniq != ""]
         uniq = uniq[natural_order(uniq)]
         frame = pd.DataFrame({"item_id": uniq, "title": "", "text": ""})
         items_source = f"{inter_path} (item ids)"

@@ -380,6 +380,22 @@ class _JobDataset(torch.utils.data.Dataset):
         return self.prep(self.jobs[k])
 
 
+def _plan_jobs(ranges: list[range], todo: list[int], batch_size: int,
+               texts: list[str] | None) -> list[tuple[int, list[int]]]:
+    """Batches ``(chunk, item indices)``; batches never cross a chunk.
+
+    Texts are batched by length within each chunk (as sentence-transformers does) so that
+    little padding is computed; rows are put back in item order afterwards.
+    """
+    jobs = []
+    for j in todo:
+        order = list(ranges[j])
+        if texts is not None:
+            order.sort(key=lambda i: len(texts[i]))  # stable: ties keep item order
+        jobs += [(j, order[s: s + batch_size]) for s in range(0, len(order), batch_size)]
+    return jobs
+
+
 def _identity(x: _Prepared) -> _Prepared:
     return x
 
@@ -715,8 +731,7 @@ def encode_catalog(
     if done:
         log.info("Resuming: %d of %d chunks already encoded", len(done), len(mine))
 
-    jobs = [(j, list(ranges[j][s: s + batch_size])) for j in todo
-            for s in range(0, len(ranges[j]), batch_size)]
+    jobs = _plan_jobs(ranges, todo, batch_size, texts)
     prep = _Prep(catalog, encoder, texts, missing, pre_missing)
     bar = None
     if progress:
@@ -724,19 +739,20 @@ def encode_catalog(
 
         bar = tqdm(total=sum(len(ranges[j]) for j in todo), unit="item",
                    desc=f"encode {modality} ({encoder.key})")
-    rows: dict[int, list[np.ndarray]] = {}
+    rows: dict[int, np.ndarray] = {}
     fails: dict[int, dict[int, str]] = {}
     remaining = {j: len(ranges[j]) for j in todo}
     try:
         for k, b in enumerate(_iter_prepared(jobs, prep, loader)):
-            out = np.zeros((len(b.idx), encoder.dim), dtype=np.float32)
+            start = ranges[b.chunk].start
+            buf = rows.setdefault(b.chunk, np.zeros((len(ranges[b.chunk]), encoder.dim),
+                                                    dtype=np.float32))
             if b.ok:
-                out[b.ok] = _forward(encoder, b.inputs, dev)
-            rows.setdefault(b.chunk, []).append(out)
+                buf[[b.idx[p] - start for p in b.ok]] = _forward(encoder, b.inputs, dev)
             fails.setdefault(b.chunk, {}).update(b.failed)
             remaining[b.chunk] -= len(b.idx)
             if remaining[b.chunk] == 0:
-                values = np.concatenate(rows.pop(b.chunk), axis=0)
+                values = rows.pop(b.chunk)
                 done[b.chunk] = (values, fails.pop(b.chunk))
                 if partial is not None:
                     _save_chunk(partial, b.chunk, values, done[b.chunk][1])

@@ -13,6 +13,7 @@ from befa_viz.models._common import (
     check_train_graph,
     cosine_values,
     edge_mm,
+    frozen_knn_topk,
     knn_indices,
     l2_reg,
     propagate_mean,
@@ -100,9 +101,8 @@ class LATTICE(Recommender):
             persistent=False,
         )
         for m in self.modalities:  # frozen graphs: edge lists of the normalised kNN graph
-            row, col = knn_indices(self.raw_features(m), self.knn_k, self.knn_chunk)
-            val = sym_norm_values(row, col, cosine_values(self.raw_features(m), row, col),
-                                  self.n_items)
+            row, col, sim = frozen_knn_topk(self.raw_features(m), self.knn_k, self.knn_chunk)
+            val = sym_norm_values(row, col, sim, self.n_items)
             self.register_buffer(f"frozen_row_{m}", row, persistent=False)
             self.register_buffer(f"frozen_col_{m}", col, persistent=False)
             self.register_buffer(f"frozen_val_{m}", val, persistent=False)

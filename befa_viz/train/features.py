@@ -57,6 +57,23 @@ class FeatureFile:
                 return str(self.manifest[key])
         return None
 
+    # the same names as the feature store's FeatureTable
+    @property
+    def encoder_key(self) -> str:
+        return self.encoder or ""
+
+    @property
+    def encoder_fingerprint(self) -> str:
+        return str(self.manifest.get("encoder_fingerprint", ""))
+
+    @property
+    def n_items(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.values.shape[1])
+
     def provenance(self) -> dict[str, Any]:
         """What a run records about these features (JSON-able)."""
         return {

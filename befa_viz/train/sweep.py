@@ -86,6 +86,7 @@ class SweepResult:
     best_index: int
     metric: str
     runs: list[Run]
+    dataset: str = ""
     paths: dict[str, Path] = field(default_factory=dict)
 
     @property
@@ -100,7 +101,8 @@ class SweepResult:
     def format(self) -> str:
         df = self.table()
         with_best = df.assign(best=["*" if i == self.best_index else "" for i in range(len(df))])
-        return (with_best.to_string(index=False, float_format=lambda x: f"{x:.4g}")
+        return (f"Sweep on dataset {self.dataset} ({len(self.rows)} points)\n"
+                + with_best.to_string(index=False, float_format=lambda x: f"{x:.4g}")
                 + f"\nBest by valid {self.metric}: {self.best.name}")
 
     def save(self, folder: str | os.PathLike[str]) -> dict[str, Path]:
@@ -109,7 +111,8 @@ class SweepResult:
         paths = {"csv": folder / "sweep.csv", "json": folder / "sweep.json"}
         atomic_write_bytes(paths["csv"], self.table().to_csv(index=False).encode())
         atomic_write_bytes(paths["json"], json.dumps(
-            {"metric": self.metric, "best": self.best.name, "rows": self.rows},
+            {"dataset": self.dataset, "metric": self.metric, "best": self.best.name,
+             "rows": self.rows},
             indent=2, default=str).encode())
         self.paths = paths
         return paths
@@ -161,7 +164,7 @@ def sweep(
             row[f"valid {metric}"] = run.valid_metrics.get(metric)
         rows.append(row)
     best = max(range(len(runs)), key=lambda j: (runs[j].valid_metrics[metric], -j))
-    result = SweepResult(rows, best, metric, runs)
+    result = SweepResult(rows, best, metric, runs, dataset.name)
     if reports_dir is not None:
         key = hash_key([r.name for r in runs], length=8)
         result.save(Path(reports_dir) / f"sweep-{dataset.name}-{configs[0].model}-{key}")

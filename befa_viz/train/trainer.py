@@ -250,6 +250,8 @@ def fit(
         while epoch < config.epochs and not state.stopped_early:
             epoch += 1
             model.train()
+            if hasattr(model, "on_epoch_start"):  # e.g. FREEDOM resamples its pruned graph
+                model.on_epoch_start()
             for group in optimizer.param_groups:  # MMRec's LambdaLR: γ^(epoch / n), 0-based
                 group["lr"] = config.lr * config.lr_decay ** ((epoch - 1) / config.lr_decay_epochs)
             t0 = time.perf_counter()

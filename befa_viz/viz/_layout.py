@@ -86,7 +86,18 @@ def wrap(s: str, width_in: float, size: float) -> list[str]:
     """Wrap ``s`` into lines that fit ``width_in`` inches at font ``size``."""
     lines: list[str] = []
     for para in str(s).splitlines() or [""]:
-        words, line = para.split(" "), ""
+        words: list[str] = []
+        for word in para.split(" "):  # hard-break words wider than a line
+            while len(word) > 1 and text_width(word, size) / 72 > width_in:
+                k = len(word) - 1
+                while k > 1 and text_width(word[:k], size) / 72 > width_in:
+                    k -= 1
+                cut = max(word.rfind(c, 0, k) for c in "_-/.")  # prefer a natural break
+                k = cut + 1 if cut > 0 else k
+                words.append(word[:k])
+                word = word[k:]
+            words.append(word)
+        line = ""
         for word in words:
             cand = f"{line} {word}" if line else word
             if line and text_width(cand, size) / 72 > width_in:
@@ -118,7 +129,7 @@ def fmt(v: Any) -> str:
         if f == 0 or 1e-3 <= abs(f) < 1e4:
             return f"{f:.3f}"
         return f"{f:.2e}"
-    return str(v)
+    return shorten(str(v), 48)
 
 
 def table_rows(data: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> tuple[list[str],

@@ -10,7 +10,7 @@ at or above ``vmax`` are drawn at opacity ``alpha``. The base is the image's lum
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -34,6 +34,7 @@ from befa_viz.viz._scale import (
 )
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from befa_viz.attribution.result import Attribution
@@ -177,15 +178,15 @@ def overlay(
 def _describe(atts: Sequence[Attribution]) -> str:
     """``item … · method … · target … · 32 steps · baseline … · δ …`` (values joined by |)."""
 
-    def field(get: object) -> str:
+    def field(get: Callable[[Attribution], object]) -> str:
         vals: list[str] = []
         for a in atts:
-            v = get(a)  # type: ignore[operator]  # a small lambda
+            v = get(a)
             if v is not None and str(v) not in vals:
                 vals.append(str(v))
         return " | ".join(vals)
 
-    def param(*keys: str) -> object:
+    def param(*keys: str) -> Callable[[Attribution], object]:
         return lambda a: next((a.params[k] for k in keys if k in a.params), None)
 
     parts = [("item", field(lambda a: a.item_id)), ("method", field(lambda a: a.method)),
@@ -220,10 +221,10 @@ def _panel_size(att: Attribution | None, width: float, max_h: float) -> tuple[fl
     return pw, ph
 
 
-def _show(ax: object, rgb: np.ndarray, title: str | None, size: float = L.HEAD) -> None:
-    ax.imshow(np.clip(rgb, 0, 1), interpolation="nearest")  # type: ignore[attr-defined]
+def _show(ax: Axes, rgb: np.ndarray, title: str | None, size: float = L.HEAD) -> None:
+    ax.imshow(np.clip(rgb, 0, 1), interpolation="nearest")
     if title:
-        ax.set_title(title, fontsize=size, pad=5)  # type: ignore[attr-defined]
+        ax.set_title(title, fontsize=size, pad=5)
 
 
 class _Row:
@@ -298,7 +299,8 @@ class _Row:
               f"{self.titles[-1]} − {self.titles[0]}".replace("adapter − without adapter",
                                                               "− without"))
         L.colourbar(sheet, x + self.pw + _CBAR_GAP, ptop, _CBAR_W, self.ph, cmap, -v, v,
-                    f"difference ({_unit_label(self.st.normalise)})", extend="both")
+                    "difference (÷ mean)" if self.st.normalise == "mean" else "difference",
+                    extend="both")
 
 
 def _caption(sheet: L.Sheet, lines: list[str], top: float) -> None:

@@ -65,6 +65,26 @@ def _rows_of(pairs: Any, modality: str, what: str) -> list[list[Attribution]]:
     return rows
 
 
+def _sanity_rows(sanity: Any) -> Any:
+    """A SanityReport (or its ``to_dict()``) as one row per control; anything else as is."""
+    get = sanity.get if isinstance(sanity, Mapping) else lambda k: getattr(sanity, k, None)
+    median, passes, limit = get("median_rho"), get("control_passes"), get("max_rho") or {}
+    if not (isinstance(median, Mapping) and isinstance(passes, Mapping)):
+        return sanity
+    return {f"{c} control": {"median ρ": median[c], "max ρ": limit.get(c),
+                             "passes": passes.get(c)} for c in median}
+
+
+def _titles(row: list[Attribution], titles: tuple[str, str]) -> list[str]:
+    """Pair titles for a pair; for a single map, the variant its params record, if any."""
+    if len(row) == 2:
+        return list(titles)
+    adapter = row[0].params.get("adapter")
+    if adapter is None:
+        return [row[0].method]
+    return [titles[1] if adapter else titles[0]]
+
+
 def _section_heading(sheet: L.Sheet, top: float, text: str, width: float) -> float:
     sheet.text(_MARGIN, top, text, fontsize=L.HEAD + 0.5, fontweight="bold")
     sheet.hline(_MARGIN, width - _MARGIN, top + 0.25, lw=0.5, color="#999999")
@@ -76,7 +96,7 @@ def item_report_figure(
     image_pairs: PairLike | Sequence[PairLike] | None = None,
     text_pairs: PairLike | Sequence[PairLike] | None = None,
     scores: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
-    sanity: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    sanity: Mapping[str, Any] | Sequence[Mapping[str, Any]] | Any | None = None,
     *,
     shared_scale: bool = True,
     percentile: float = 99,
@@ -103,8 +123,9 @@ def item_report_figure(
         scores: Drift/omission/faithfulness numbers, e.g.
             ``{"without adapter": {"drift": 0.4, ...}, "with adapter": {...}}`` (rows = keys),
             a flat dict, or a list of dicts.
-        sanity: Sanity-check results in the same forms (e.g. correlation with the
-            model-randomisation control).
+        sanity: Sanity-check results in the same forms, or a
+            :class:`~befa_viz.attribution.sanity.SanityReport` (or its ``to_dict()``), shown as
+            one row per control.
         shared_scale: One colour scale per pair (``False``: one per map).
         percentile: Image colour-scale percentile (see :func:`~befa_viz.viz.overlay`).
         text_percentile: Text colour-scale percentile (see :func:`~befa_viz.viz.token_html`).
@@ -153,7 +174,7 @@ def item_report_figure(
                 + (len(meta_lines) + len(text_lines)) * L.line_height(L.BODY) + 0.15)
     rows = []
     for r in img_rows:
-        row = _Row(r, list(titles) if len(r) == 2 else [titles[-1]], st, shared=shared_scale,
+        row = _Row(r, _titles(r, titles), st, shared=shared_scale,
                    vmax=None, show_image=True, difference=difference and len(r) == 2,
                    panel_width=2.6, max_height=3.0)
         if row.width > inner:
@@ -163,14 +184,14 @@ def item_report_figure(
     for r in txt_rows:
         vs, p = _scales(r, shared=shared_scale, vmax=None, percentile=text_percentile,
                         normalise=normalise)
-        labels = list(titles) if len(r) == 2 else [titles[-1]]
+        labels = _titles(r, titles)
         blocks = [_Block(_Tokens(a, v, signed_text, normalise), inner, 10.5, max_lines=6,
                          label=lab) for a, v, lab in zip(r, vs, labels, strict=True)]
         scales = [Scale(lab, v, p, shared_scale and len(r) > 1, normalise, signed_text, "text")
                   for v, lab in zip(vs, labels, strict=True)]
         txt.append((r, blocks, scales))
     score_tab = L.table_rows(scores) if scores else None
-    sanity_tab = L.table_rows(sanity) if sanity else None
+    sanity_tab = L.table_rows(_sanity_rows(sanity)) if sanity else None
 
     notes: list[str] = []
     for k, row in enumerate(rows, 1):
@@ -410,7 +431,7 @@ def save_arrays(
             meta[key] = {"item_id": a.item_id, "modality": a.modality, "method": a.method,
                          "target": a.target, "delta": a.delta, "params": a.params}
         arrays["meta_json"] = np.frombuffer(json.dumps(meta, default=str).encode(), np.uint8)
-        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # names are str keys
+        np.savez_compressed(buf, **arrays)
     if path.suffix == "":
         path = path.with_name(path.name + suffix)
     elif path.suffix != suffix:

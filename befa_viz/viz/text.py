@@ -48,12 +48,12 @@ _MARGIN = 0.3
 class _Tokens:
     """Displayed intensities and colours of one text attribution on a given scale."""
 
-    def __init__(self, att: Attribution, vmax: float, signed: bool, normalise: str) -> None:
+    def __init__(self, att: Attribution, vmax: float, signed: bool, normalise: Normalise) -> None:
         values = _check(att, "text")
         self.att, self.vmax, self.signed = att, vmax, signed
         self.tokens = [str(t) for t in att.tokens or []]
         self.scores = values
-        self.m = magnitude_map(att, normalise=normalise)  # type: ignore[arg-type]
+        self.m = magnitude_map(att, normalise=normalise)
         self.intensity = np.clip(self.m / vmax, 0.0, 1.0)
 
     def colour(self, i: int) -> tuple[float, float, float]:
@@ -66,13 +66,13 @@ class _Tokens:
 
 
 def _scales(atts: Sequence[Attribution], *, shared: bool, vmax: float | None, percentile: float,
-            normalise: str) -> tuple[list[float], float | None]:
+            normalise: Normalise) -> tuple[list[float], float | None]:
     _check_normalise(normalise)
     _check_percentile(percentile)
     _check_vmax(vmax)
     if vmax is not None:
         return [vmax] * len(atts), None
-    maps = [magnitude_map(a, normalise=normalise) for a in atts]  # type: ignore[arg-type]
+    maps = [magnitude_map(a, normalise=normalise) for a in atts]
     if shared:
         return [_vmax_of(maps, percentile)] * len(atts), percentile
     return [_vmax_of([m], percentile) for m in maps], percentile
@@ -215,7 +215,9 @@ class _Block:
         self.pad = pad
         width = width_in * 72
         self.label_w = (L.text_width(label + ":", fontsize, "bold") + gap * 1.5) if label else 0.0
-        x, lines, line = self.label_w, [], []  # type: ignore[var-annotated]
+        x = self.label_w
+        lines: list[list[tuple[int, float, float]]] = []
+        line: list[tuple[int, float, float]] = []
         for i, t in enumerate(tok.tokens):
             w = L.text_width(t, fontsize) + 2 * pad
             if line and x + w > width:
@@ -229,6 +231,14 @@ class _Block:
         if max_lines is not None and len(lines) > max_lines:
             self.hidden = sum(len(ln) for ln in lines[max_lines:])
             lines = lines[:max_lines]
+            # Make room for the "… (+N tokens)" marker at the end of the last line.
+            while lines[-1]:
+                marker = L.text_width(f"… (+{self.hidden + 1} tokens)", 0.85 * fontsize)
+                _, x_last, w_last = lines[-1][-1]
+                if x_last + w_last + 0.3 * fontsize + marker <= width:
+                    break
+                lines[-1].pop()
+                self.hidden += 1
         self.lines = lines
         self.lh = 1.75 * fontsize  # line height in points
 
@@ -281,8 +291,8 @@ _BAR_H = 0.75  # colour bar with ticks and label
 
 
 def _token_sheet(atts: Sequence[Attribution], labels: Sequence[str | None], vs: list[float],
-                 p: float | None, *, shared: bool, signed: bool, normalise: str, width: float,
-                 fontsize: float, title: str | None) -> Figure:
+                 p: float | None, *, shared: bool, signed: bool, normalise: Normalise,
+                 width: float, fontsize: float, title: str | None) -> Figure:
     inner = width - 2 * _MARGIN
     blocks = [_Block(_Tokens(a, v, signed, normalise), inner, fontsize, label=lab)
               for a, v, lab in zip(atts, vs, labels, strict=True)]

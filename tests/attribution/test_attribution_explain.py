@@ -28,7 +28,7 @@ def _images(ds, idx):
 def test_explain_every_target_on_toy_vbpr(toy_vbpr, target, tmp_path):
     enc, ds, plain, _ = toy_vbpr
     idx = [1, 4]
-    out = explain(enc, plain, _images(ds, idx), idx, target=target, method="ig", n_steps=8,
+    out = explain(enc, plain, _images(ds, idx), idx, target=target, method="ig", n_steps=32,
                   users=ds.interactions.train(), user_idx=0, item_ids=["i1", "i4"])
     assert [a.item_id for a in out] == ["i1", "i4"]
     assert out[0].target == target and out[0].values.shape == (32, 32)

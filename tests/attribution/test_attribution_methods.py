@@ -256,3 +256,23 @@ def test_merge_tokens_rules(tokens, words):
     assert got == words
     assert vals.sum() == pytest.approx(np.arange(len(tokens)).sum())
     assert flags == [w.startswith(("[", "<")) for w in words]
+
+
+def test_deletion_auc_lower_for_ig_map_than_random_on_planted_case(region_encoder, square_mask):
+    from befa_viz.metrics import deletion_auc
+
+    mask = square_mask(16, 3, 5, 6)
+    enc = region_encoder(mask, dim=6, kernel=1)
+    x = _pixels(1)
+    target = ContentFocusTarget(enc(x))
+    ig = attribute("ig", enc, target, x, n_steps=16)[0]
+
+    def f(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            t = torch.from_numpy(batch).float()
+            return target(enc(t), torch.zeros(len(t), dtype=torch.long)).numpy()
+
+    base = np.zeros_like(x[0].numpy())
+    d_ig = deletion_auc(f, x[0].numpy(), base, np.abs(ig.values))
+    d_rnd = deletion_auc(f, x[0].numpy(), base, np.random.default_rng(0).random((16, 16)))
+    assert d_ig < d_rnd - 0.2

@@ -86,7 +86,8 @@ def test_cli_errors(tmp_path):
     src = _shop(tmp_path / "shop")
     r = runner.invoke(app, ["data", "import", "table", str(src), "-w", str(ws),
                             "-o", "missing_imag=skip"])
-    assert isinstance(r.exception, ConfigError) and "Did you mean 'missing_image'" in str(r.exception)
+    assert isinstance(r.exception, ConfigError)
+    assert "Did you mean 'missing_image'" in str(r.exception)
     r = runner.invoke(app, ["data", "stats", "-w", str(ws)])
     assert isinstance(r.exception, DataError) and "No dataset in workspace" in str(r.exception)
     r = runner.invoke(app, ["data", "export", "--format", "csv", "--out", str(tmp_path / "o"),

@@ -38,7 +38,8 @@ def test_import_movielens_defaults(movielens_dir, tmp_path):
     assert (np.bincount(it.user_idx[it.split == 0], minlength=ds.n_users) >= 1).all()
     u = 0
     mine = it.user_idx == u
-    assert it.timestamp[mine][it.split[mine] == 0].max() <= it.timestamp[mine][it.split[mine] == 2].min()
+    ts, sp = it.timestamp[mine], it.split[mine]
+    assert ts[sp == 0].max() <= ts[sp == 1].min() and ts[sp == 1].max() <= ts[sp == 2].min()
     assert (it.rating >= 4).all()
 
 

@@ -29,7 +29,8 @@ def test_k_core_hand_made_case():
     it = p.interactions
     assert it.user_ids == ["u", "v", "x"]
     assert p.item_ids == ["a", "b", "c"]
-    pairs = {(it.user_ids[u], p.item_ids[i]) for u, i in zip(it.user_idx, it.item_idx)}
+    pairs = {(it.user_ids[u], p.item_ids[i])
+             for u, i in zip(it.user_idx, it.item_idx, strict=True)}
     assert pairs == {("u", "a"), ("u", "b"), ("u", "c"), ("v", "a"), ("v", "b"), ("v", "c"),
                      ("x", "b"), ("x", "c")}
     assert p.report["k_core"]["passes"] >= 2
@@ -63,7 +64,7 @@ def test_threshold_dedupe_and_raw_id_maps():
     assert it.user_ids == ["2", "10"]  # numeric order, not "10" < "2"
     assert p.item_ids == ["a", "b", "c"]
     kept = {(it.user_ids[u], p.item_ids[i], int(t))
-            for u, i, t in zip(it.user_idx, it.item_idx, it.timestamp)}
+            for u, i, t in zip(it.user_idx, it.item_idx, it.timestamp, strict=True)}
     # the earliest of each duplicate pair is kept
     assert ("10", "a", 1) in kept and ("2", "c", 2) in kept
     assert it.n_users == 2 and it.n_items == 3 and it.n_interactions == 5

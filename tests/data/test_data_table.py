@@ -46,7 +46,8 @@ def test_import_table_with_image_folder(tmp_path, fmt):
     assert all(Path(p).is_absolute() and Path(p).is_file() for p in ds.catalog.image_paths)
     assert ds.catalog.image(0).size == (8, 8)
     assert ds.catalog.texts[0] == "a nice p0"
-    assert ds.info["columns"]["rating"] == "rating" and ds.info["columns"]["timestamp"] == "timestamp"
+    assert ds.info["columns"]["rating"] == "rating"
+    assert ds.info["columns"]["timestamp"] == "timestamp"
     assert ds.info["prepare"]["split"]["by"] == "time"
     assert ds.info["policies"]["missing_image"]["missing"] == 0
     # chronological: each user's test item is their latest
@@ -122,7 +123,8 @@ def test_unknown_items_error_names_lines_or_drop_is_recorded(tmp_path):
     inter = pd.read_csv(root / "interactions.csv")
     inter.loc[4, "item_id"] = "ghost"
     inter.to_csv(root / "interactions.csv", index=False)
-    with pytest.raises(DataError, match=r"1 interaction\(s\) name items not in .* 'ghost' at line 6"):
+    msg = r"1 interaction\(s\) name items not in .* 'ghost' at line 6"
+    with pytest.raises(DataError, match=msg):
         import_table(root)
     ds = import_table(root, unknown_items="drop")
     assert ds.info["policies"]["unknown_items"] == {"policy": "drop", "rows_dropped": 1}
@@ -135,7 +137,8 @@ def test_bad_value_after_dropped_rows_names_original_line(tmp_path):
     inter.loc[1, "item_id"] = "ghost"  # dropped first
     inter.loc[7, "rating"] = "five"
     inter.to_csv(root / "interactions.csv", index=False)
-    with pytest.raises(DataError, match=r"'rating' \(rating\) is missing or not a number at line 9"):
+    msg = r"'rating' \(rating\) is missing or not a number at line 9"
+    with pytest.raises(DataError, match=msg):
         import_table(root, unknown_items="drop")
 
 
@@ -196,3 +199,22 @@ def test_table_import_is_byte_identical_for_the_same_seed(tmp_path):
     a, b, c = files(1, "a"), files(1, "b"), files(2, "c")
     assert a == b
     assert a["interactions.csv"] != c["interactions.csv"]
+
+
+def test_parquet_float_and_missing_ids(tmp_path):
+    root = make_shop(tmp_path / "shop", fmt="parquet")
+    items = pd.read_parquet(root / "items.parquet")
+    items["item_id"] = [float(i) for i in range(len(items))]
+    items.to_parquet(root / "items.parquet")
+    for i in range(len(items)):
+        (root / "images" / f"p{i}.png").rename(root / "images" / f"{i}.png")
+    inter = pd.read_csv(root / "interactions.csv")
+    inter["item_id"] = inter["item_id"].str[1:].astype(int)
+    inter.to_parquet(root / "interactions.parquet")
+    (root / "interactions.csv").unlink()
+    ds = import_table(root)
+    assert ds.catalog.item_ids == ["0", "1", "2", "3", "4", "5"]  # 1.0 -> "1", matches 1
+    items.loc[2, "item_id"] = None
+    items.to_parquet(root / "items.parquet")
+    with pytest.raises(DataError, match="empty item id at row 2"):
+        import_table(root)

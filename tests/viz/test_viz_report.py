@@ -148,3 +148,13 @@ def test_html_report_is_self_contained(small_fig):
 def test_html_report_rejects_unknown_keys():
     with pytest.raises(ConfigError, match="Did you mean 'figures'"):
         html_report([{"title": "x", "figure": None}])
+
+
+def test_item_report_reads_a_sanity_report_summary():
+    summary = {"method": "ig", "target": "t", "median_rho": {"model": 0.8, "input": 0.1},
+               "max_rho": {"model": 0.5, "input": 0.5},
+               "control_passes": {"model": False, "input": True}, "passes": False}
+    fig = item_report_figure({"id": "i0"}, synth(0), sanity=summary)
+    text = [t.get_text() for t in fig.texts]
+    assert "model control" in text and "input control" in text and "0.800" in text
+    assert "no" in text and "yes" in text

@@ -1,0 +1,167 @@
+"""IG heatmap cost vs the floor of the same forward+backward passes (MovieLens posters).
+
+For each encoder (default MobileNetV2 with its ImageNet weights and open_clip ViT-B-32 with
+random weights — timing only), reads MovieLens-100k posters straight from
+``../shared/data/movielens-100k-posters/posters`` (92×138, upsampled to the encoder's 224 px;
+nothing is copied), builds a randomly initialised VBPR (``dim=64``) over those items and
+attributes its ``behaviour_alignment`` target (projection + cosine with the item's ID
+embedding) with ``ig`` and a black baseline. It measures
+
+* **seconds per heatmap**: one item per call, at each ``--steps`` (median of ``--repeats``);
+* **items/min** for a batch of ``--items`` items in one call at ``--batch-steps``;
+* the **floor** for each: the same number of forward+backward passes through encoder and
+  target, in the same batch shapes (``internal_batch_size`` examples at most), measured in the
+  same run, interleaved with the IG runs so machine load hits both alike;
+* **ratio** IG / floor, and the process's **peak RSS** after each encoder.
+
+    .venv/bin/python benches/attribution.py [--encoders torchvision:mobilenet_v2 clip:ViT-B-32:random]
+        [--items 50] [--steps 32 64] [--batch-steps 32] [--internal-batch-size 32]
+        [--threads 1] [--repeats 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from befa_viz.attribution import BehaviourAlignmentTarget, attribute  # noqa: E402
+from befa_viz.encoders import create_encoder  # noqa: E402
+from befa_viz.models import MODELS  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens-100k-posters"
+
+
+def posters(n: int) -> list:
+    """The first ``n`` posters by movie id, as PIL images."""
+    from PIL import Image
+
+    folder = DATA / "posters"
+    if not folder.is_dir():
+        sys.exit(f"shared data not found at {folder}")
+    files = sorted(folder.glob("*.jpg"), key=lambda p: int(p.stem))[:n]
+    return [Image.open(p).convert("RGB") for p in files]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def floor_seconds(enc, target, pixels: torch.Tensor, n_steps: int, ibs: int) -> float:
+    """Forward+backward passes in the batch shapes IG uses (items ≤ ibs per chunk; within a
+    chunk of b items, ibs // b steps per pass)."""
+    t0 = time.perf_counter()
+    n = pixels.shape[0]
+    for start in range(0, n, ibs):
+        x = pixels[start: start + ibs]
+        b = x.shape[0]
+        rows = torch.arange(start, start + b)
+        per = max(1, ibs // b)
+        done = 0
+        while done < n_steps:
+            k = min(per, n_steps - done)
+            xs = x.repeat(k, 1, 1, 1).requires_grad_(True)
+            out = target(enc(xs), rows.repeat(k))
+            torch.autograd.grad(out.sum(), xs)
+            done += k
+    return time.perf_counter() - t0
+
+
+def ig_seconds(enc, target, pixels: torch.Tensor, n_steps: int, ibs: int) -> float:
+    t0 = time.perf_counter()
+    attribute("ig", enc, target, pixels, n_steps=n_steps, internal_batch_size=ibs,
+              baseline="black")
+    return time.perf_counter() - t0
+
+
+def bench_encoder(key: str, args: argparse.Namespace) -> dict:
+    t0 = time.perf_counter()
+    enc = create_encoder(key, modality="image")
+    load_s = time.perf_counter() - t0
+    images = posters(args.items)
+    pixels = enc.load_pixels(images)  # [N, 3, S, S] in [0, 1]
+    n = pixels.shape[0]
+    torch.manual_seed(0)
+    model = MODELS.create("vbpr", n_users=4, n_items=n,
+                          features={"image": torch.randn(n, enc.dim)}, dim=64).eval()
+    ibs = args.internal_batch_size
+    res: dict = {"encoder": enc.key, "dim": enc.dim, "image_size": enc.image_size,
+                 "encoder_load_s": round(load_s, 1), "items": n, "internal_batch_size": ibs}
+
+    # Warm-up (allocator, captum import, first-call overheads).
+    t1 = BehaviourAlignmentTarget(model, "image", [0])
+    ig_seconds(enc, t1, pixels[:1], 4, ibs)
+    floor_seconds(enc, t1, pixels[:1], 4, ibs)
+
+    single = {}
+    for steps in args.steps:
+        igs, floors = [], []
+        for r in range(args.repeats):
+            i = r % n
+            t = BehaviourAlignmentTarget(model, "image", [i])
+            floors.append(floor_seconds(enc, t, pixels[i: i + 1], steps, ibs))
+            igs.append(ig_seconds(enc, t, pixels[i: i + 1], steps, ibs))
+        ig_m, fl_m = statistics.median(igs), statistics.median(floors)
+        single[steps] = {"ig_s": round(ig_m, 3), "floor_s": round(fl_m, 3),
+                         "ratio": round(ig_m / fl_m, 3), "ig_all_s": [round(v, 3) for v in igs],
+                         "floor_all_s": [round(v, 3) for v in floors]}
+        print(f"  {enc.key}: 1 heatmap, {steps} steps: IG {ig_m:.2f} s, floor {fl_m:.2f} s, "
+              f"ratio {ig_m / fl_m:.2f}", flush=True)
+    res["single"] = single
+
+    steps = args.batch_steps
+    t_all = BehaviourAlignmentTarget(model, "image", list(range(n)))
+    fl = floor_seconds(enc, t_all, pixels, steps, ibs)
+    ig = ig_seconds(enc, t_all, pixels, steps, ibs)
+    res["batch"] = {"steps": steps, "ig_s": round(ig, 2), "floor_s": round(fl, 2),
+                    "ratio": round(ig / fl, 3), "items_per_min": round(60 * n / ig, 1),
+                    "floor_items_per_min": round(60 * n / fl, 1),
+                    "passes": n * steps}
+    print(f"  {enc.key}: batch of {n} at {steps} steps: IG {ig:.1f} s "
+          f"({60 * n / ig:.1f} items/min), floor {fl:.1f} s, ratio {ig / fl:.2f}", flush=True)
+    res["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    print(f"  peak RSS so far {res['peak_rss_mb']:.0f} MB", flush=True)
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--encoders", nargs="+",
+                   default=["torchvision:mobilenet_v2", "clip:ViT-B-32:random"])
+    p.add_argument("--items", type=int, default=50)
+    p.add_argument("--steps", type=int, nargs="+", default=[32, 64])
+    p.add_argument("--batch-steps", type=int, default=32)
+    p.add_argument("--internal-batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    info = {"threads": args.threads, "torch": torch.__version__, "cpus": os.cpu_count(),
+            "loadavg_start": os.getloadavg()}
+    print(f"threads={args.threads} load average at start {info['loadavg_start']}", flush=True)
+    results = []
+    for key in args.encoders:
+        results.append(bench_encoder(key, args))
+    info["loadavg_end"] = os.getloadavg()
+    out = {"info": info, "results": results}
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+    if any(math.isnan(r["batch"]["ratio"]) for r in results):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
