@@ -468,6 +468,114 @@ def sweep_cmd(
 # ---- end train commands -----------------------------------------------------------------
 
 # ---- heatmap / report commands ----------------------------------------------------------
+def _target_names() -> list[str]:
+    from befa_viz.attribution import TARGETS
+
+    return TARGETS.names()
+
+
+def _method_names() -> list[str]:
+    from befa_viz.attribution import ATTRIBUTIONS
+
+    return ATTRIBUTIONS.names()
+
+
+def _choice(kind: str, choices: tuple[str, ...]) -> Any:
+    return _registry_parser(kind, lambda: list(choices))
+
+
+def _id_list(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@app.command("heatmap")
+def heatmap_cmd(
+    item: str = typer.Option(
+        None, "--item", "-i",
+        help="Item id as in the dataset: its ORIGINAL id (e.g. a MovieLens movie id such as "
+             "123), not a row index."),
+    items: str = typer.Option(None, "--items",
+                              help="Several original item ids, comma-separated: 1,2,3."),
+    top_drift: int = typer.Option(None, "--top-drift", min=1,
+                                  help="Explain every item; report the N with the most drift."),
+    run: str = typer.Option(None, "--run", "-r",
+                            help="Run name or folder (default: the newest run of the current "
+                                 "dataset)."),
+    user: str = typer.Option(None, "--user", "-u",
+                             help="Original user id; implies --target user_score."),
+    target: str = typer.Option(None, "--target", "-t",
+                               parser=_registry_parser("target", _target_names),
+                               metavar="TARGET",
+                               help="What is explained (targets registry; default "
+                                    "content_score, or user_score with --user)."),
+    method: str = typer.Option("ig", "--method", "-m",
+                               parser=_registry_parser("method", _method_names),
+                               metavar="METHOD", help="Attribution method (methods registry)."),
+    steps: int = typer.Option(32, "--steps", help="Integration steps (path methods)."),
+    baseline: str = typer.Option(
+        None, "--baseline", parser=_choice("baseline", ("black", "white", "blur", "mean", "pad")),
+        metavar="black|white|blur|mean|pad",
+        help="Baseline of path methods (default: blur for images, pad for text)."),
+    compare: str = typer.Option("adapter", "--compare",
+                                parser=_choice("comparison", ("adapter", "none")),
+                                metavar="adapter|none",
+                                help="adapter: also explain the paired run with the other "
+                                     "adapter setting; none: this run only."),
+    modality: str = typer.Option("image", "--modality",
+                                 parser=_choice("modality", ("image", "text")),
+                                 metavar="image|text"),
+    out: Path = typer.Option(None, "--out", "-o",
+                             help="Output folder (default: <workspace>/reports/heatmaps/<run>)."),
+    formats: str = typer.Option("png,svg", "--formats",
+                                help="Figure formats, comma-separated (png, svg, pdf, html)."),
+    sanity: bool = typer.Option(False, "--sanity", help="Also run the sanity controls (slower)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute; do not store maps."),
+    cache_dir: Path = typer.Option(None, "--cache-dir",
+                                   help="Attribution cache folder (default: the workspace's)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="Progress bar while maps are computed."),
+    workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+) -> None:
+    """Attribute items' images or texts without and with BeFA; write reports and scores.
+
+    Item ids are the dataset's original ids (e.g. MovieLens movie ids).
+    """
+    from befa_viz.pipeline import heatmap_report
+
+    given = [x for x in (item, items, top_drift) if x is not None]
+    if len(given) != 1:
+        raise typer.BadParameter("give exactly one of --item, --items or --top-drift.",
+                                 param_hint="--item")
+    ids: Any = item if item is not None else (_id_list(items) if items is not None else None)
+    if items is not None and not ids:
+        raise typer.BadParameter("no item ids in --items.", param_hint="--items")
+    result = heatmap_report(
+        ids, top_drift=top_drift, workspace=workspace, out_dir=out,
+        formats=tuple(_id_list(formats)), run=run, user=user, target=target, method=method,
+        n_steps=steps, baseline=baseline, compare_adapter=compare == "adapter",
+        modality=modality, sanity=sanity, use_cache=not no_cache, cache=cache_dir,
+        progress=progress,
+    )
+    first = result.explanations[0]
+    p = first.params
+    typer.echo("runs: " + ", ".join(f"{v} adapter {first.runs[v]}" for v in first.variants))
+    steps_txt = f"{p['n_steps']} steps, " if "n_steps" in p else ""
+    base_txt = f"baseline {p['baseline']}, " if "baseline" in p else ""
+    typer.echo(f"{first.modality}: target {p['target']}, method {p['method']} ({steps_txt}"
+               f"{base_txt}encoder {p['encoder']}); drift/omission vs the "
+               f"{first.relevance['source'].replace('_', '-')} map (q={p['q']})")
+    gate = first.gate.get("with", {})
+    if "mean" in gate:
+        typer.echo(f"BeFA gate ({first.modality}): run mean {gate['mean']:.3f}, std "
+                   f"{gate.get('std', float('nan')):.3f}")
+    typer.echo(result.table())
+    if "csv" in result.paths:
+        typer.echo(f"reports: {result.out_dir} ({len(result.explanations)} items)")
+        typer.echo(f"scores: {result.paths['csv']}")
+    else:
+        typer.echo(f"report: {result.paths['scores.json'].parent}")
+        typer.echo(f"scores: {result.paths['scores.json']}")
+
 
 # ---- demo / benchmark commands ----------------------------------------------------------
 

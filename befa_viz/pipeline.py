@@ -716,5 +716,1119 @@ def run_sweep(
 # ---- end train verbs ---------------------------------------------------------------------
 
 # ---- attribution / heatmap / report verbs ------------------------------------------------
+# Attributions are computed per (run, item) and stored in the workspace cache
+# (befa_viz.attribution.cache); a "variant" is one side of the with/without-adapter pair:
+# "without" (adapter 'none') or "with" (adapter 'befa', ...).
+__all__ += ["HeatmapReport", "ItemExplanation", "encoder_for_run", "explain_item",
+            "explain_items", "find_paired_run", "heatmap_report", "resolve_attribution_run",
+            "write_item_report", "write_item_reports"]
+
+from dataclasses import dataclass as _dataclass  # noqa: E402
+from dataclasses import field as _field  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+#: Default target: comparable with and without the adapter (see DESIGN.md, "Attribution").
+DEFAULT_TARGET = "content_score"
+#: Default baseline per modality (an explicit, recorded choice; see befa_viz.attribution).
+DEFAULT_BASELINES = {"image": "blur", "text": "pad"}
+VARIANTS = ("without", "with")
+_VARIANT_TITLES = {"without": "without adapter", "with": "with adapter"}
+_MEAN_PIXEL_ITEMS = 64  # images averaged for the "mean" baseline
+
+
+def _variant_of(run: Any) -> str:
+    return "without" if str(run.info.get("adapter", run.config.adapter)) == "none" else "with"
+
+
+@_dataclass(eq=False)
+class ItemExplanation:
+    """One item explained with one target and method, without and/or with the adapter.
+
+    Attributes:
+        item_id: Raw item id (the dataset's original id).
+        item_idx: The item's index in the dataset and the models.
+        modality: ``"image"`` or ``"text"``.
+        item: Metadata for figures: ``id``, ``title``, ``text``, the dataset, the number of
+            training users, and the catalog's extra columns.
+        attributions: ``{"without": Attribution, "with": Attribution}`` (one entry when the
+            run has no paired run or no comparison was asked for).
+        scores: Per variant: ``drift``, ``omission`` (with ``q``, see
+            :mod:`befa_viz.metrics.attribution`) against ``relevance``, ``deletion_auc`` /
+            ``insertion_auc`` (faithfulness of the attributed target), ``delta`` (IG
+            completeness error) and ``mass_in_mask`` (ground truth only).
+        relevance: ``{"source": "ground_truth" | "behaviour_alignment", "note": str,
+            "map": array}``: what drift and omission are measured against.
+        runs: Run name per variant.
+        gate: Per variant: the run's adapter gate distribution for this modality (empty
+            without the adapter) plus this item's ``item_gate_mean`` / ``min`` / ``max``.
+        params: The request: target, method, options, user, encoder, dataset.
+        cached: Per variant, whether the map came from the cache.
+        sanity: Per variant, the item's Spearman ρ with each sanity control and whether it
+            passes (``None`` unless asked for).
+    """
+
+    item_id: str
+    item_idx: int
+    modality: str
+    item: dict[str, Any]
+    attributions: dict[str, Any]
+    scores: dict[str, dict[str, Any]]
+    relevance: dict[str, Any]
+    runs: dict[str, str]
+    gate: dict[str, dict[str, Any]]
+    params: dict[str, Any]
+    cached: dict[str, bool] = _field(default_factory=dict)
+    sanity: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def variants(self) -> list[str]:
+        """The variants present, ``"without"`` first."""
+        return [v for v in VARIANTS if v in self.attributions]
+
+    def figure_pairs(self) -> Any:
+        """``(without, with)`` for a pair, else the single Attribution (for ``viz``)."""
+        if len(self.attributions) == 2:
+            return self.attributions["without"], self.attributions["with"]
+        return next(iter(self.attributions.values()))
+
+    def figure_scores(self) -> dict[str, dict[str, Any]]:
+        """Scores keyed by readable variant labels, numbers only (for ``viz`` tables)."""
+        keys = ("drift", "omission", "deletion_auc", "insertion_auc", "mass_in_mask", "delta")
+        return {_VARIANT_TITLES[v]: {k: self.scores[v][k] for k in keys
+                                     if self.scores[v].get(k) is not None}
+                for v in self.variants}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (no arrays)."""
+        return {
+            "item_id": self.item_id, "item_idx": self.item_idx, "modality": self.modality,
+            "item": self.item, "runs": self.runs, "params": self.params,
+            "relevance": {k: v for k, v in self.relevance.items() if k != "map"},
+            "scores": self.scores, "gate": self.gate, "cached": self.cached,
+            "sanity": self.sanity,
+            "attributions": {v: {"method": a.method, "target": a.target, "delta": a.delta,
+                                 "shape": list(np.shape(a.values))}
+                             for v, a in self.attributions.items()},
+        }
+
+    def csv_row(self) -> dict[str, Any]:
+        """One flat row: item, request, then ``<score>_<variant>`` columns."""
+        row: dict[str, Any] = {"item_id": self.item_id, "title": self.item.get("title", ""),
+                               "modality": self.modality, "target": self.params["target"],
+                               "method": self.params["method"],
+                               "relevance": self.relevance["source"]}
+        for v in self.variants:
+            row[f"run_{v}"] = self.runs[v]
+            for k in ("drift", "omission", "deletion_auc", "insertion_auc", "mass_in_mask",
+                      "delta"):
+                row[f"{k}_{v}"] = self.scores[v].get(k)
+            if self.gate.get(v, {}).get("item_gate_mean") is not None:
+                row[f"item_gate_mean_{v}"] = self.gate[v]["item_gate_mean"]
+        return row
+
+
+def _attr_ws(workspace: Workspace | str | os.PathLike[str] | None) -> Workspace:
+    return workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+
+
+def _feature_of(run: Any, modality: str) -> Any:
+    from befa_viz.errors import ConfigError
+
+    feats = run.features
+    if modality not in feats:
+        have = ", ".join(sorted(feats)) or "none"
+        raise ConfigError(
+            f"Run {run.name} (model {run.config.model!r}) has no {modality} features (it has: "
+            f"{have}), so its {modality} content cannot be attributed. Choose --modality "
+            f"{next(iter(sorted(feats)), 'image')} or a run trained with {modality} features."
+        )
+    return feats[modality]
+
+
+def encoder_for_run(run: Any, modality: str = "image", *, device: str | None = None) -> Any:
+    """Rebuild the encoder that produced a run's features, checking its fingerprint.
+
+    The encoder key comes from the run's feature manifest; the rebuilt encoder's fingerprint
+    (key, weights, preprocessing) must equal the one the manifest recorded, so a heatmap is
+    never computed with other weights than the features were made with.
+
+    Args:
+        run: A :class:`~befa_viz.train.Run`.
+        modality: ``"image"`` or ``"text"``.
+        device: Torch device (default: the run's).
+
+    Returns:
+        The encoder, in eval mode.
+
+    Raises:
+        ConfigError: If the run has no features of ``modality``.
+        DataError: If the features record no encoder (e.g. imported MMRec arrays).
+        StaleArtifactError: If the encoder available now differs from the recorded one.
+
+    Example:
+        >>> import tempfile
+        >>> from befa_viz.testing import toy_workspace
+        >>> ws = toy_workspace(tempfile.mkdtemp())
+        >>> encoder_for_run(load_run(ws), "image").key
+        'tiny:cnn'
+    """
+    from befa_viz.encoders import create_encoder
+    from befa_viz.errors import DataError, StaleArtifactError
+
+    feat = _feature_of(run, modality)
+    key = feat.encoder_key
+    if not key:
+        raise DataError(
+            f"The {modality} features of run {run.name} ({feat.path}) record no encoder (they "
+            "were imported, not encoded here), so their pixels/tokens cannot be attributed. "
+            "Encode the dataset with 'befa-viz encode' and train the run on those features."
+        )
+    encoder = create_encoder(key, modality=modality)
+    recorded = feat.encoder_fingerprint
+    if not recorded:
+        raise DataError(
+            f"The {modality} feature manifest of run {run.name} ({feat.path}) records encoder "
+            f"{key!r} but not its fingerprint; re-encode with 'befa-viz encode' and retrain."
+        )
+    current = encoder.fingerprint()
+    if current != recorded:
+        raise StaleArtifactError(
+            f"Run {run.name}'s {modality} features were made by encoder {key!r} with "
+            f"fingerprint {recorded}, but the {key!r} available now has fingerprint {current} "
+            "(other weights or preprocessing). Attributions would explain another model: "
+            "restore the original weights, or re-encode ('befa-viz encode') and retrain."
+        )
+    encoder.eval()
+    return encoder.to(device or run.device)
+
+
+def find_paired_run(
+    workspace: Workspace | str | os.PathLike[str] | None, run: Any
+) -> Any:  # -> Run | None
+    """The run with the same dataset, backbone, seed and features but the other adapter setting.
+
+    Candidates are the complete runs beside ``run`` (and in ``workspace``); among several, the
+    one whose other hyper-parameters match most, then the newest, is chosen.
+
+    Args:
+        workspace: Workspace (or its folder); ``None`` looks only beside ``run``.
+        run: A :class:`~befa_viz.train.Run`.
+
+    Returns:
+        The paired run, or ``None``.
+
+    Example:
+        >>> import tempfile
+        >>> from befa_viz.testing import toy_workspace
+        >>> ws = toy_workspace(tempfile.mkdtemp())
+        >>> run = load_run(ws, ws.run_dirs()[0])
+        >>> run.config.adapter, find_paired_run(ws, run).config.adapter
+        ('none', 'befa')
+    """
+    from befa_viz.train import Run
+
+    folders = {run.path.parent.resolve()}
+    if workspace is not None:
+        folders.add(_attr_ws(workspace).runs_dir.resolve())
+    want_without = _variant_of(run) == "with"
+    feats = {m: p.get("fingerprint") for m, p in run.info.get("features", {}).items()}
+    ident = run.config.identity()
+    best: tuple[tuple[int, float], Path] | None = None
+    for folder in sorted(folders):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            meta_path = p / "run.json"
+            if p.resolve() == run.path.resolve() or not meta_path.is_file():
+                continue
+            try:
+                info = json.loads(meta_path.read_text())
+            except json.JSONDecodeError:
+                log.warning("Skipping unreadable %s", meta_path)
+                continue
+            if (info.get("status", "complete") != "complete"
+                    or info.get("dataset_fingerprint") != run.info.get("dataset_fingerprint")
+                    or info.get("model") != run.info.get("model")
+                    or info.get("seed") != run.info.get("seed")
+                    or (str(info.get("adapter")) == "none") != want_without
+                    or {m: q.get("fingerprint") for m, q in info.get("features", {}).items()}
+                    != feats):
+                continue
+            other = Run.load(p, device=run.device).config.identity()
+            same = sum(1 for k, v in ident.items()
+                       if not k.startswith("adapter") and other.get(k) == v)
+            rank = (same, meta_path.stat().st_mtime)
+            if best is None or rank > best[0]:
+                best = (rank, p)
+    return None if best is None else Run.load(best[1], device=run.device)
+
+
+def resolve_attribution_run(
+    workspace: Workspace | str | os.PathLike[str] | None = None,
+    run: Any = None,
+    modality: str = "image",
+) -> Any:  # -> Run
+    """The run to explain: a :class:`~befa_viz.train.Run`, a name or folder, or (``None``) the
+    newest complete run of the current (latest) dataset that has ``modality`` features."""
+    from befa_viz.errors import DataError
+    from befa_viz.train import Run
+
+    if isinstance(run, Run):
+        return run
+    ws = _attr_ws(workspace)
+    if run is not None:
+        return load_run(ws, run)
+    dataset = ws.resolve_dataset()
+    runs = ws.run_dirs(dataset=dataset)
+    with_mod = [p for p in runs
+                if modality in json.loads((p / "run.json").read_text()).get("features", {})]
+    if not with_mod:
+        detail = (f"its runs ({', '.join(p.name for p in runs)}) have no {modality} features"
+                  if runs else "it has no complete run")
+        raise DataError(
+            f"Nothing to explain for dataset {dataset!r} in {ws.root}: {detail}. Train a "
+            f"multimodal run, e.g. 'befa-viz train --model vbpr --adapter none' and "
+            f"'--adapter befa', or pass --run."
+        )
+    log.info("Using run %s (the newest of dataset %r with %s features)", with_mod[-1].name,
+             dataset, modality)
+    return Run.load(with_mod[-1])
+
+
+def _item_text(ds: Any, idx: int, feat: Any) -> str:
+    """The text the features were computed from (the manifest's ``text_field``)."""
+    field_ = (feat.manifest.get("policies") or {}).get("text_field", "text")
+    title, text = str(ds.catalog.titles[idx]), str(ds.catalog.texts[idx])
+    if field_ == "title":
+        return title
+    if field_ == "title+text":  # as the feature store joins them
+        return f"{title}. {text}" if text.strip() and title.strip() else f"{title}{text}"
+    return text
+
+
+def _item_meta(ds: Any, idx: int, n_train_users: int) -> dict[str, Any]:
+    cat = ds.catalog
+    meta: dict[str, Any] = {"id": cat.item_ids[idx], "title": cat.titles[idx],
+                            "text": cat.texts[idx], "dataset": ds.name,
+                            "training users": n_train_users}
+    if cat.meta is not None:
+        for k, v in cat.meta.iloc[idx].items():
+            if k not in meta and isinstance(v, (str, int, float, bool, np.generic)):
+                meta[str(k)] = v.item() if isinstance(v, np.generic) else v
+    return meta
+
+
+def _dataset_mean_pixel(ds: Any, encoder: Any) -> list[float]:
+    """Mean colour in [0, 1] of up to ``_MEAN_PIXEL_ITEMS`` evenly spaced item images."""
+    import torch
+
+    with_image = [i for i in range(ds.n_items) if ds.catalog.has_image(i)]
+    pick = [with_image[int(j)] for j in
+            np.linspace(0, len(with_image) - 1, min(_MEAN_PIXEL_ITEMS, len(with_image)))]
+    with torch.no_grad():
+        px = encoder.load_pixels([ds.catalog.image(i) for i in pick])
+    return [round(float(v), 6) for v in px.mean(dim=(0, 2, 3))]
+
+
+def _method_options(method: str, modality: str, n_steps: int, baseline: str | None,
+                    ds: Any, encoder: Any) -> dict[str, Any]:
+    """The method's options from the common knobs; knobs it does not take are left out."""
+    import inspect
+
+    from befa_viz.attribution import ATTRIBUTIONS, method_modalities
+    from befa_viz.errors import ConfigError
+
+    if modality not in method_modalities(method):
+        ok = [m for m in ATTRIBUTIONS.names() if modality in method_modalities(m)]
+        raise ConfigError(f"Method {method!r} does not support the {modality} modality; "
+                          f"choose one of {', '.join(ok)}.")
+    accepted = inspect.signature(ATTRIBUTIONS.get(method)).parameters
+    opts: dict[str, Any] = {}
+    if "n_steps" in accepted:
+        opts["n_steps"] = int(n_steps)
+    if "baseline" in accepted:
+        opts["baseline"] = baseline or DEFAULT_BASELINES[modality]
+        if opts["baseline"] == "mean" and modality == "image":
+            opts["mean_pixel"] = _dataset_mean_pixel(ds, encoder)
+    return opts
+
+
+def _target_for(variant: str, target: str) -> str:
+    """Target name per side; ``content_score`` is called ``adapted_alignment`` with the adapter."""
+    if target in ("content_score", "adapted_alignment"):
+        return "adapted_alignment" if variant == "with" else "content_score"
+    return target
+
+
+@_dataclass
+class _Job:
+    """Everything shared by the items of one explain_items call."""
+
+    ws: Workspace
+    ds: Any
+    encoder: Any
+    runs: dict[str, Any]  # variant -> Run
+    modality: str
+    target: str
+    method: str
+    options: dict[str, Any]
+    user_idx: int | None
+    user: str | None
+    seed: int
+    cache: Any  # AttributionCache
+    use_cache: bool
+    batch_size: int
+    dataset_fingerprint: str = ""
+    bar: Any = None
+
+
+def _inputs(job: _Job, idx: list[int]) -> list[Any]:
+    if job.modality == "image":
+        return [job.ds.catalog.image(i) for i in idx]
+    feat = next(iter(job.runs.values())).features[job.modality]
+    return [_item_text(job.ds, i, feat) for i in idx]
+
+
+_WEIGHT_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _weights_digest(run: Any) -> str:
+    """Digest of the run's ``model.safetensors`` as it is on disk now (memoised by mtime/size).
+
+    The cache key uses this rather than the digest recorded at training time, so weights
+    changed in place (a resumed run, a replaced file) never get an old map.
+    """
+    import hashlib
+
+    from befa_viz.errors import DataError
+
+    path = run.path / "model.safetensors"
+    if not path.is_file():
+        raise DataError(f"Run {run.name} has no model.safetensors (status {run.status!r}); "
+                        "resume or retrain it.")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _WEIGHT_DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        _WEIGHT_DIGESTS[key] = h.hexdigest()[:16]
+    return _WEIGHT_DIGESTS[key]
+
+
+def _key(job: _Job, run: Any, item: int, target: str, options: dict[str, Any]) -> Any:
+    from befa_viz.attribution.cache import AttributionKey
+
+    feat = run.features[job.modality]
+    return AttributionKey(
+        run=_weights_digest(run), dataset=job.dataset_fingerprint, encoder=job.encoder.key,
+        encoder_fingerprint=job.encoder.fingerprint(), features=feat.fingerprint,
+        item_id=job.ds.catalog.item_ids[item], modality=job.modality, target=target,
+        method=job.method, adapter=_variant_of(run) == "with",
+        target_params={"user": job.user} if target == "user_score" else {},
+        method_params=options, seed=job.seed)
+
+
+def _attributions(job: _Job, variant: str, items: list[int], target: str
+                  ) -> tuple[list[Any], list[bool]]:
+    """Maps of ``items`` for one variant (cached, misses computed in batches)."""
+    from befa_viz.attribution import explain
+
+    run = job.runs[variant]
+    keys = [_key(job, run, i, target, job.options) for i in items]
+
+    def compute(missing: list[int]) -> list[Any]:
+        out: list[Any] = []
+        for s in range(0, len(missing), job.batch_size):
+            chunk = [items[j] for j in missing[s: s + job.batch_size]]
+            res = explain(
+                job.encoder, run.model, _inputs(job, chunk), chunk, target=target,
+                method=job.method, modality=job.modality,
+                item_ids=[job.ds.catalog.item_ids[i] for i in chunk],
+                users=job.ds.interactions.train(), user_idx=job.user_idx, seed=job.seed,
+                **job.options)
+            for a in res:
+                a.params.update(run=run.name, variant=variant,
+                                pair=f"{variant}_adapter", user=job.user)
+            out.extend(res)
+            if job.bar is not None:
+                job.bar.update(len(chunk))
+        return out
+
+    return job.cache.get_or_compute(keys, compute, use_cache=job.use_cache)
+
+
+def _ground_truth(ds: Any) -> Any:
+    from befa_viz.data.synth import load_ground_truth
+
+    folder = getattr(ds, "path", None)
+    if folder is None or not (Path(folder) / "generator.json").is_file():
+        return None
+    return load_ground_truth(folder)
+
+
+def _text_truth(gt: Any, item_id: str, field_: str, text: str, att: Any) -> np.ndarray | None:
+    """Ground-truth word labels aligned to the attribution's words (``None`` if they differ)."""
+    entry = gt.tokens.get(item_id, {}).get(field_)
+    if entry is None or att.tokens is None:
+        return None
+    labels = np.zeros(len(att.tokens), dtype=bool)
+    special = att.params.get("special") or [False] * len(att.tokens)
+    low, cursor = text.lower(), 0
+    for j, (word, is_special) in enumerate(zip(att.tokens, special, strict=True)):
+        if is_special or not word.strip():
+            continue
+        pos = low.find(word.lower(), cursor)
+        if pos < 0:
+            return None  # the tokenizer changed the text (accents, casing): cannot align
+        cursor = pos + len(word)
+        for (a, b), lab in zip(entry["spans"], entry["labels"], strict=True):
+            if a < cursor and pos < b and lab:
+                labels[j] = True
+    return labels
+
+
+def _faithfulness(job: _Job, variant: str, item: int, target: str, att: Any,
+                  n_steps: int) -> dict[str, float | None]:
+    """Deletion / insertion AUC of the attributed target, perturbing in |map| order."""
+    import warnings
+
+    import torch
+
+    from befa_viz.attribution import create_target, make_baseline
+    from befa_viz.attribution.explain import prepare_inputs
+    from befa_viz.metrics import deletion_auc, insertion_auc
+
+    run = job.runs[variant]
+    model = run.model
+    inputs = prepare_inputs(job.encoder, _inputs(job, [item]))
+    with torch.no_grad():
+        if job.modality == "image":
+            reference = job.encoder(inputs)
+        else:
+            reference = job.encoder(inputs["input_ids"], inputs["attention_mask"])
+    tgt = create_target(target, model=model, modality=job.modality, item_idx=[item],
+                        reference=reference, users=job.ds.interactions.train(),
+                        user_idx=job.user_idx, dim=int(job.encoder.dim), seed=job.seed)
+    tgt = tgt.to(job.encoder.device).eval()
+    dev = job.encoder.device
+    if job.modality == "image":
+        base_name = job.options.get("baseline", DEFAULT_BASELINES["image"])
+        base = make_baseline(inputs, base_name, mean_pixel=job.options.get("mean_pixel"))
+        x, b = inputs[0].cpu().numpy(), base[0].cpu().numpy()
+        amap = np.abs(np.asarray(att.values, dtype=np.float64))
+
+        def f(batch: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                t = torch.from_numpy(np.ascontiguousarray(batch)).to(dev)
+                rows = torch.zeros(t.shape[0], dtype=torch.long, device=dev)
+                return tgt(job.encoder(t), rows).cpu().numpy()
+    else:
+        token_values = att.extras.get("token_values")
+        ids = inputs["input_ids"][0]
+        keep = inputs["attention_mask"][0].bool()
+        ids = ids[keep]
+        if token_values is None or len(token_values) != ids.numel():
+            return {"deletion_auc": None, "insertion_auc": None}
+        pad = int(getattr(job.encoder, "pad_token_id", 0))
+        special = set(getattr(job.encoder, "special_token_ids", None)
+                      or getattr(getattr(job.encoder, "tokenizer", None), "all_special_ids", None)
+                      or []) - {pad}
+        base_ids = torch.tensor([int(t) if int(t) in special else pad for t in ids.tolist()])
+        x, b = ids.cpu().numpy().astype(np.float32), base_ids.numpy().astype(np.float32)
+        amap = np.abs(np.asarray(token_values, dtype=np.float64))
+
+        def f(batch: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                t = torch.from_numpy(np.rint(batch)).long().to(dev)
+                rows = torch.zeros(t.shape[0], dtype=torch.long, device=dev)
+                return tgt(job.encoder(t, torch.ones_like(t)), rows).cpu().numpy()
+        base_name = "pad"
+    with warnings.catch_warnings():  # f(x) == f(baseline) gives NaN; recorded as null
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        d = deletion_auc(f, x, b, amap, n_steps=n_steps, seed=job.seed)
+        ins = insertion_auc(f, x, b, amap, n_steps=n_steps, seed=job.seed)
+    return {"deletion_auc": None if not np.isfinite(d) else d,
+            "insertion_auc": None if not np.isfinite(ins) else ins,
+            "faithfulness_baseline": str(base_name), "faithfulness_steps": int(n_steps)}
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+def _scores(att: Any, relevance: np.ndarray, is_mask: bool, q: float) -> dict[str, Any]:
+    import warnings
+
+    from befa_viz.metrics import drift_omission, mass_in_mask, resize_map
+
+    values = np.asarray(att.values, dtype=np.float64)
+    rel = relevance
+    if rel.ndim == 2 and rel.shape != values.shape:
+        rel = resize_map(rel, values.shape)
+    with warnings.catch_warnings():  # all-zero map → NaN, recorded as null
+        warnings.simplefilter("ignore", UserWarning)
+        do = drift_omission(values, rel, q)
+    out = {"drift": _num(do["drift"]), "omission": _num(do["omission"]), "q": float(q),
+           "delta": _num(att.delta)}
+    if is_mask:
+        out["mass_in_mask"] = _num(mass_in_mask(values, rel))
+    return out
+
+
+def _item_gate(run: Any, modality: str, item: int) -> dict[str, Any]:
+    import torch
+
+    out: dict[str, Any] = dict(run.gate.get(modality, {}))
+    if _variant_of(run) == "with":
+        model = run.model
+        with torch.no_grad():
+            g = model.gate(modality, model.raw_features(modality)[item: item + 1])
+        out.update(item_gate_mean=float(g.mean()), item_gate_min=float(g.min()),
+                   item_gate_max=float(g.max()))
+    return out
+
+
+def explain_items(
+    item_ids: Any = None,
+    *,
+    top_drift: int | None = None,
+    workspace: Workspace | str | os.PathLike[str] | None = None,
+    run: Any = None,
+    modality: str = "image",
+    target: str | None = None,
+    method: str = "ig",
+    n_steps: int = 32,
+    baseline: str | None = None,
+    user: str | None = None,
+    compare_adapter: bool = True,
+    use_cache: bool = True,
+    cache: Any = None,
+    sanity: bool = False,
+    q: float = 0.5,
+    faithfulness_steps: int = 20,
+    batch_size: int = 8,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[ItemExplanation]:
+    """Explain several items (or the ``top_drift`` most drifting ones) with and without BeFA.
+
+    Items are batched: all uncached maps of one variant are computed in chunks of
+    ``batch_size`` items (items and integration steps in one pass, see
+    :mod:`befa_viz.attribution.methods`). Maps are cached in the workspace
+    (:mod:`befa_viz.attribution.cache`); scores are recomputed from them.
+
+    Drift and omission are measured against a relevance map: the dataset's ground-truth mask
+    when it has one (the synthetic shop's product mask; for text, its relevant words), else
+    the behaviour-alignment map (cos(ċ(E(x)), e_i), same method) of the run without the
+    adapter (of the run itself when there is no pair; that target never uses the adapter).
+
+    Args:
+        item_ids: Raw item ids (the dataset's original ids), or one id.
+        top_drift: Instead of ids: explain every item that has the modality (and, for
+            ``content_score``, training users) and keep the ``top_drift`` with the largest
+            drift of the explained run's variant. Costs one map per item and variant.
+        workspace: Workspace (or its folder).
+        run: A :class:`~befa_viz.train.Run`, a run name or folder; default the newest
+            complete run of the current dataset with ``modality`` features.
+        modality: ``"image"`` or ``"text"``.
+        target: Name in ``befa_viz.attribution.TARGETS``; default ``content_score`` (the
+            content pathway's score for the item's users, comparable with and without the
+            adapter), or ``user_score`` when ``user`` is given.
+        method: Name in ``befa_viz.attribution.ATTRIBUTIONS``.
+        n_steps: Integration steps (path methods).
+        baseline: ``black``, ``white``, ``blur``, ``mean`` (images) or ``pad`` (text);
+            default ``blur`` / ``pad``.
+        user: Raw user id for ``user_score``.
+        compare_adapter: Explain the paired run with the other adapter setting too (an error
+            when there is none).
+        use_cache: Read and write the attribution cache.
+        cache: A :class:`~befa_viz.cache.Cache` (default: the workspace's).
+        sanity: Also run the sanity controls (model / target randomisation, input only).
+        q: Mass share defining the top regions of drift and omission.
+        faithfulness_steps: Points of the deletion / insertion curves.
+        batch_size: Items per attribution call.
+        seed: Seed for random targets and noisy methods.
+        progress: Show a progress bar.
+
+    Returns:
+        One explanation per item, in the order asked (``top_drift``: most drifting first).
+
+    Raises:
+        UnknownNameError: Unknown item, user, target or method (closest names suggested).
+        DataError: An item without an image (image modality) or without text, or without
+            training users for ``content_score``.
+        ConfigError: ``n_steps`` ≤ 0, no paired run for ``compare_adapter``, a run without
+            ``modality`` features, a ``user`` with a target that takes none.
+        StaleArtifactError: The run's features came from another encoder than the one
+            available now.
+    """
+    from befa_viz.attribution import ATTRIBUTIONS, TARGETS, sanity_check
+    from befa_viz.attribution.cache import AttributionCache
+    from befa_viz.cache import Cache
+    from befa_viz.errors import ConfigError, DataError
+
+    if (item_ids is None) == (top_drift is None):
+        raise ConfigError("Give item ids or top_drift=N (not both, not neither).")
+    if top_drift is not None and int(top_drift) < 1:
+        raise ConfigError(f"top_drift must be >= 1; got {top_drift}.")
+    if int(n_steps) < 1:
+        raise ConfigError(f"n_steps (--steps) must be >= 1; got {n_steps}.")
+    if modality not in DEFAULT_BASELINES:
+        raise ConfigError(f"modality must be 'image' or 'text'; got {modality!r}.")
+    if int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be >= 1; got {batch_size}.")
+    target = target or ("user_score" if user is not None else DEFAULT_TARGET)
+    TARGETS.get(target)
+    ATTRIBUTIONS.get(method)
+    if user is not None and target != "user_score":
+        raise ConfigError(f"A user was given but target {target!r} does not use one; use "
+                          "target 'user_score' (--target user_score) or drop --user.")
+    ws = _attr_ws(workspace)
+    main_run = resolve_attribution_run(ws, run, modality)
+    runs = {_variant_of(main_run): main_run}
+    if compare_adapter:
+        pair = find_paired_run(ws, main_run)
+        if pair is None:
+            other = "none" if _variant_of(main_run) == "with" else "befa"
+            raise ConfigError(
+                f"Run {main_run.name} has no paired run with adapter {other!r} (same dataset "
+                f"{main_run.info.get('dataset')!r}, model {main_run.config.model!r}, seed "
+                f"{main_run.config.seed}, features). Train it with 'befa-viz train --model "
+                f"{main_run.config.model} --adapter {other} --seed {main_run.config.seed} "
+                f"--dataset {main_run.info.get('dataset')}', or use --compare none."
+            )
+        runs[_variant_of(pair)] = pair
+    runs = {v: runs[v] for v in VARIANTS if v in runs}
+    encoder = encoder_for_run(main_run, modality)
+    for r in runs.values():
+        _feature_of(r, modality)
+    ds = main_run.dataset
+    user_idx = ds.user_index_of(user) if user is not None else None
+    train_users = np.bincount(ds.interactions.train().item_idx, minlength=ds.n_items)
+    needs_users = target in ("content_score", "adapted_alignment")
+
+    if top_drift is not None:
+        if modality == "image":
+            pool = [i for i in range(ds.n_items) if ds.catalog.has_image(i)]
+        else:
+            pool = [i for i in range(ds.n_items) if str(ds.catalog.texts[i]).strip()
+                    or str(ds.catalog.titles[i]).strip()]
+        if needs_users:
+            pool = [i for i in pool if train_users[i] > 0]
+        log.info("top_drift: explaining %d of %d items (the rest lack %s%s)", len(pool),
+                 ds.n_items, modality, " or training users" if needs_users else "")
+        idx = pool
+        if not idx:
+            raise DataError(f"No item of dataset {ds.name!r} can be explained with {modality}.")
+    else:
+        ids = [item_ids] if isinstance(item_ids, (str, int)) else list(item_ids)
+        if not ids:
+            raise ConfigError("No item ids given.")
+        idx = [ds.catalog.index_of(i) for i in ids]
+        for i in idx:
+            iid = ds.catalog.item_ids[i]
+            if modality == "image" and not ds.catalog.has_image(i):
+                raise DataError(f"Item {iid!r} has no image in dataset {ds.name!r}; explain "
+                                "its text instead (--modality text).")
+            if needs_users and train_users[i] == 0:
+                raise DataError(
+                    f"Item {iid!r} has no training interactions, so target {target!r} (its "
+                    "users' content score) is undefined. Use --target behaviour_alignment, "
+                    "or --user ID with --target user_score.")
+        if modality == "text":
+            feat = main_run.features["text"]
+            empty = [ds.catalog.item_ids[i] for i in idx if not _item_text(ds, i, feat).strip()]
+            if empty:
+                raise DataError(f"Item {empty[0]!r} has no text in dataset {ds.name!r}; "
+                                "explain its image instead (--modality image).")
+
+    options = _method_options(method, modality, n_steps, baseline, ds, encoder)
+    cache_obj = cache if isinstance(cache, Cache) else (Cache(cache) if cache else ws.cache())
+    job = _Job(ws=ws, ds=ds, encoder=encoder, runs=runs, modality=modality, target=target,
+               method=method, options=options, user_idx=user_idx, user=user, seed=seed,
+               cache=AttributionCache(cache_obj), use_cache=use_cache,
+               batch_size=int(batch_size), dataset_fingerprint=ds.fingerprint())
+
+    gt = _ground_truth(ds)
+    rel_variant = "without" if "without" in runs else next(iter(runs))
+    need_rel_maps = gt is None or modality == "text"
+    total = len(idx) * (len(runs) + (1 if need_rel_maps else 0))
+    if progress:
+        from tqdm.auto import tqdm
+
+        job.bar = tqdm(total=total, desc=f"{method} {modality}", unit="map")
+    try:
+        maps: dict[str, list[Any]] = {}
+        hits: dict[str, list[bool]] = {}
+        for v in runs:
+            maps[v], hits[v] = _attributions(job, v, idx, _target_for(v, target))
+        rel_maps: list[Any] | None = None
+        if need_rel_maps:
+            if target == "behaviour_alignment" and rel_variant in maps:
+                rel_maps = maps[rel_variant]
+            else:
+                rel_maps, _ = _attributions(job, rel_variant, idx, "behaviour_alignment")
+    finally:
+        if job.bar is not None:
+            job.bar.update(0)
+            job.bar.close()
+
+    sanity_out: dict[str, Any] = {}
+    if sanity:
+        for v, r in runs.items():
+            rep = sanity_check(encoder, r.model, _inputs(job, idx), idx,
+                               target=_target_for(v, target), method=method, seed=seed,
+                               attributions=maps[v], modality=modality,
+                               users=ds.interactions.train(), user_idx=user_idx, **options)
+            sanity_out[v] = rep
+
+    text_field = (main_run.features[modality].manifest.get("policies") or {}).get(
+        "text_field", "text") if modality == "text" else None
+    out: list[ItemExplanation] = []
+    for j, i in enumerate(idx):
+        iid = ds.catalog.item_ids[i]
+        relevance: dict[str, Any]
+        rel_map, is_mask = None, False
+        if gt is not None and modality == "image":
+            rel_map, is_mask = gt.relevant[i], True
+            relevance = {"source": "ground_truth",
+                         "note": "planted product mask of the synthetic shop"}
+        elif gt is not None and modality == "text" and text_field in ("text", "title"):
+            rel_map = _text_truth(gt, iid, str(text_field), _inputs(job, [i])[0],
+                                  maps[next(iter(maps))][j])
+            is_mask = rel_map is not None
+            relevance = {"source": "ground_truth", "note": "planted relevant words"}
+        if rel_map is None:
+            assert rel_maps is not None
+            rel_map = np.asarray(rel_maps[j].values, dtype=np.float64)
+            relevance = {"source": "behaviour_alignment",
+                         "note": f"{method} map of cos(projected content, behaviour embedding)"
+                                 f" of run {runs[rel_variant].name}"}
+            if gt is not None:
+                relevance["note"] += " (the ground-truth words could not be aligned)"
+        relevance["map"] = rel_map
+        scores: dict[str, dict[str, Any]] = {}
+        for v in runs:
+            att = maps[v][j]
+            sc = _scores(att, rel_map, is_mask, q)
+            sc["relevance"] = relevance["source"]
+            sc.update(_faithfulness(job, v, i, _target_for(v, target), att,
+                                    faithfulness_steps))
+            scores[v] = sc
+        san = None
+        if sanity:
+            san = {v: {"rho": {c: _num(rep.rho[c][j]) for c in rep.rho},
+                       "passes": bool(rep.item_passes[j]),
+                       "method_passes": bool(rep.passes), "max_rho": rep.max_rho}
+                   for v, rep in sanity_out.items()}
+        out.append(ItemExplanation(
+            item_id=iid, item_idx=int(i), modality=modality,
+            item=_item_meta(ds, i, int(train_users[i])),
+            attributions={v: maps[v][j] for v in runs}, scores=scores, relevance=relevance,
+            runs={v: r.name for v, r in runs.items()},
+            gate={v: _item_gate(r, modality, i) for v, r in runs.items()},
+            params={"target": target, "method": method, **options, "run": main_run.name,
+                    "variant": _variant_of(main_run),
+                    "user": user, "seed": seed, "encoder": encoder.key,
+                    "encoder_fingerprint": encoder.fingerprint(), "dataset": ds.name,
+                    "dataset_fingerprint": job.dataset_fingerprint, "q": q},
+            cached={v: hits[v][j] for v in runs}, sanity=san))
+    if top_drift is not None:
+        rank_v = _variant_of(main_run)
+
+        def drift_of(e: ItemExplanation) -> float:
+            d = e.scores[rank_v]["drift"]
+            return -1.0 if d is None else float(d)
+
+        out = sorted(out, key=drift_of, reverse=True)[: int(top_drift)]
+    return out
+
+
+def explain_item(
+    item_id: str | int,
+    *,
+    workspace: Workspace | str | os.PathLike[str] | None = None,
+    run: Any = None,
+    modality: str = "image",
+    target: str | None = None,
+    method: str = "ig",
+    n_steps: int = 32,
+    baseline: str | None = None,
+    user: str | None = None,
+    compare_adapter: bool = True,
+    use_cache: bool = True,
+    sanity: bool = False,
+    progress: bool = False,
+    **kwargs: Any,
+) -> ItemExplanation:
+    """Explain one item's image or text without and with the BeFA adapter, with scores.
+
+    See :func:`explain_items` for the arguments, the relevance map and the errors.
+
+    Returns:
+        The item's :class:`ItemExplanation` (``attributions``, ``scores``, ``gate``, ...).
+
+    Example:
+        >>> import tempfile
+        >>> from befa_viz.testing import toy_workspace
+        >>> ws = toy_workspace(tempfile.mkdtemp())
+        >>> e = explain_item("i3", workspace=ws, n_steps=4)
+        >>> e.variants, e.relevance["source"], sorted(e.scores["with"])[:2]
+        (['without', 'with'], 'behaviour_alignment', ['deletion_auc', 'delta'])
+    """
+    return explain_items(
+        [item_id], workspace=workspace, run=run, modality=modality, target=target,
+        method=method, n_steps=n_steps, baseline=baseline, user=user,
+        compare_adapter=compare_adapter, use_cache=use_cache, sanity=sanity,
+        progress=progress, **kwargs)[0]
+
+
+def _slug(s: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(s)).strip("_.") or "item"
+
+
+def _write_error(path: Path, exc: OSError) -> Exception:
+    from befa_viz.errors import ConfigError
+
+    return ConfigError(f"Cannot write the report to '{path}': {exc.strerror or exc}. Choose a "
+                       "writable output folder (--out).")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    from befa_viz.errors import ConfigError
+
+    probe = out_dir
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"Cannot write the report to '{out_dir}': '{probe}' is a file, not a "
+                          "folder. Choose another output folder (--out).")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"Cannot write the report to '{out_dir}': '{probe}' is not writable. "
+                          "Choose a writable output folder (--out).")
+
+
+def _write_files(e: ItemExplanation, folder: Path, formats: tuple[str, ...]) -> dict[str, Path]:
+    from befa_viz import viz
+
+    paths: dict[str, Path] = {}
+    fig_formats = tuple(f for f in formats if f != "html")
+    pair = e.figure_pairs()
+    is_pair = isinstance(pair, tuple)
+    label = {v: _VARIANT_TITLES[v] for v in e.variants}
+    title = f"{e.item_id}: {e.item.get('title', '')}".rstrip(": ")
+    sanity_rows = ({_VARIANT_TITLES[v]: {**{f"ρ {c}": r for c, r in s["rho"].items()},
+                                         "passes": s["passes"]}
+                    for v, s in e.sanity.items()} if e.sanity else None)
+    item_meta = {**e.item, "run": ", ".join(f"{label[v]}: {e.runs[v]}" for v in e.variants)}
+    kwargs = {"image_pairs": pair} if e.modality == "image" else {"text_pairs": pair}
+    report = None
+    if fig_formats or "html" in formats:
+        report = viz.item_report_figure(item_meta, scores=e.figure_scores(),
+                                        sanity=sanity_rows, **kwargs)
+    if fig_formats:
+        assert report is not None
+        for p in viz.save_figure(report, folder / "report", fig_formats):
+            paths[f"report.{p.suffix[1:]}"] = p
+        if e.modality == "image":
+            heat = (viz.pair_figure(*pair, title=title) if is_pair
+                    else viz.heatmap_figure(pair, title=title))
+        else:
+            heat = (viz.token_pair_figure(*pair, title=title) if is_pair
+                    else viz.token_figure(pair, title=title))
+        for p in viz.save_figure(heat, folder / "heatmap", fig_formats):
+            paths[f"heatmap.{p.suffix[1:]}"] = p
+    token_html = None
+    if e.modality == "text":
+        token_html = viz.token_pair_html(*pair) if is_pair else viz.token_html(pair)
+        (folder / "tokens.html").write_text(
+            f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>'
+            f"{_slug(e.item_id)}</title></head><body>{token_html}</body></html>\n",
+            encoding="utf-8")
+        paths["tokens.html"] = folder / "tokens.html"
+    if report is not None and "html" in formats:
+        sections = [viz.Section(title="Item report", figures=[report]),
+                    viz.Section(title="Scores", table=e.figure_scores(),
+                                text=f"Drift and omission against the {e.relevance['source']} "
+                                     f"map ({e.relevance['note']}).", html=token_html)]
+        (folder / "report.html").write_text(viz.html_report(sections, title=title),
+                                            encoding="utf-8")
+        paths["report.html"] = folder / "report.html"
+    paths["attributions.npz"] = viz.save_arrays(
+        {v: e.attributions[v] for v in e.variants}, folder / "attributions.npz")
+    np.save(folder / "relevance.npy", np.asarray(e.relevance["map"]), allow_pickle=False)
+    paths["relevance.npy"] = folder / "relevance.npy"
+    (folder / "scores.json").write_text(json.dumps(e.to_dict(), indent=2, default=str) + "\n")
+    paths["scores.json"] = folder / "scores.json"
+    return paths
+
+
+def write_item_report(
+    explanation: ItemExplanation,
+    out_dir: str | os.PathLike[str],
+    formats: Any = ("png", "svg"),
+) -> dict[str, Path]:
+    """Write one item's report into ``<out_dir>/<item>-<modality>-<method>-<target>/``.
+
+    The folder holds ``report.<fmt>`` (item page: image/text heatmaps, scores, metadata;
+    :func:`befa_viz.viz.item_report_figure`), ``heatmap.<fmt>`` (the with/without pair on one
+    colour scale), ``tokens.html`` (text), ``report.html`` (when ``"html"`` is in
+    ``formats``), ``attributions.npz`` (raw signed maps), ``relevance.npy`` and
+    ``scores.json``. It is built in a temporary folder and moved into place, so a failed
+    write leaves nothing half-written (an existing report of the same request is replaced).
+
+    Args:
+        explanation: From :func:`explain_item`.
+        out_dir: Parent folder.
+        formats: Figure formats (``png``, ``svg``, ``pdf``) and optionally ``html``; empty
+            writes only the arrays, scores and token HTML (fast, for large batches).
+
+    Returns:
+        ``{file name: path}`` of the written files (paths in the final folder).
+
+    Raises:
+        ConfigError: If the folder cannot be written or a format is unknown.
+    """
+    from befa_viz.cache import atomic_dir
+    from befa_viz.errors import ConfigError
+
+    formats = tuple([formats] if isinstance(formats, str) else formats)
+    bad = [f for f in formats if f not in ("png", "svg", "pdf", "html")]
+    if bad:
+        raise ConfigError(f"Unknown report format(s) {bad}; use png, svg, pdf or html.")
+    e = explanation
+    out = Path(out_dir).expanduser()
+    _check_out_dir(out)
+    folder = out / _slug(f"{e.item_id}-{e.modality}-{e.params['method']}-{e.params['target']}")
+    try:
+        with atomic_dir(folder) as tmp:
+            written = _write_files(e, Path(tmp), formats)
+    except OSError as exc:
+        raise _write_error(folder, exc) from exc
+    return {name: folder / p.name for name, p in written.items()}
+
+
+def write_item_reports(
+    explanations: Any,
+    out_dir: str | os.PathLike[str],
+    formats: Any = ("png", "svg"),
+) -> dict[str, Any]:
+    """Write a report per item plus ``scores.csv`` (one row per item) and ``scores.json``.
+
+    Returns:
+        ``{"items": {item_id: {file: path}}, "csv": path, "json": path}``.
+    """
+    import pandas as pd
+
+    from befa_viz.cache import atomic_write_bytes
+
+    out = Path(out_dir).expanduser()
+    _check_out_dir(out)
+    items = {e.item_id: write_item_report(e, out, formats) for e in explanations}
+    rows = pd.DataFrame([e.csv_row() for e in explanations])
+    try:
+        atomic_write_bytes(out / "scores.csv", rows.to_csv(index=False).encode())
+        atomic_write_bytes(out / "scores.json", (json.dumps(
+            [e.to_dict() for e in explanations], indent=2, default=str) + "\n").encode())
+    except OSError as exc:
+        raise _write_error(out, exc) from exc
+    return {"items": items, "csv": out / "scores.csv", "json": out / "scores.json"}
+
+
+@_dataclass
+class HeatmapReport:
+    """What :func:`heatmap_report` did: the explanations and where their reports went."""
+
+    explanations: list[ItemExplanation]
+    out_dir: Path
+    paths: dict[str, Any]
+
+    def table(self) -> str:
+        """A compact fixed-width score table (one line per item and variant)."""
+        cols = ("drift", "omission", "deletion_auc", "insertion_auc", "delta")
+        head = ["item", "variant", "drift", "omission", "deletion", "insertion", "delta",
+                "cached"]
+        rows = []
+        for e in self.explanations:
+            for v in e.variants:
+                s = e.scores[v]
+                vals = ["–" if s.get(k) is None else
+                        (f"{s[k]:.2g}" if k == "delta" else f"{s[k]:.3f}") for k in cols]
+                rows.append([e.item_id if v == e.variants[0] else "", v, *vals,
+                             "yes" if e.cached.get(v) else "no"])
+        widths = [max(len(r[c]) for r in [head, *rows]) for c in range(len(head))]
+        return "\n".join("  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)).rstrip()
+                         for r in [head, *rows])
+
+
+def heatmap_report(
+    item_ids: Any = None,
+    *,
+    top_drift: int | None = None,
+    workspace: Workspace | str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    formats: Any = ("png", "svg"),
+    **kwargs: Any,
+) -> HeatmapReport:
+    """Explain items and write their reports: what ``befa-viz heatmap`` runs.
+
+    Args:
+        item_ids: Raw item ids (one id or several).
+        top_drift: Instead of ids, the N most drifting items (see :func:`explain_items`).
+        workspace: Workspace (or its folder).
+        out_dir: Output folder; default ``<workspace>/reports/heatmaps/<run name>``.
+        formats: Figure formats (and ``html``).
+        **kwargs: Passed to :func:`explain_items` (``run``, ``target``, ``method``, ...).
+
+    Returns:
+        The explanations, the output folder and the written paths (a single item:
+        ``{file: path}``; several: see :func:`write_item_reports`).
+    """
+    ws = _attr_ws(workspace)
+    if out_dir is not None:  # fail before the (possibly long) attribution
+        _check_out_dir(Path(out_dir).expanduser())
+    exps = explain_items(item_ids, top_drift=top_drift, workspace=ws, **kwargs)
+    out = Path(out_dir).expanduser() if out_dir is not None else (
+        ws.reports_dir / "heatmaps" / exps[0].params["run"])
+    single = top_drift is None and (isinstance(item_ids, (str, int)) or len(list(item_ids)) == 1)
+    paths = (write_item_report(exps[0], out, formats) if single
+             else write_item_reports(exps, out, formats))
+    return HeatmapReport(exps, out, paths)
+
+
+# ---- end attribution verbs ---------------------------------------------------------------
 
 # ---- demo / benchmark verbs --------------------------------------------------------------
+
+# ---- explore verbs (explorer app and notebooks; implemented in befa_viz.explore) -----------
+from befa_viz.explore import (  # noqa: E402
+    RunPair,
+    adapter_metrics,
+    explanation_json,
+    explanation_npz,
+    explanation_png,
+    item_details,
+    method_names,
+    nearest_items,
+    open_run_pair,
+    recommend,
+    run_pairs,
+    score_histogram_figure,
+    score_table,
+    search_items,
+    target_names,
+    user_history,
+    worst_items,
+)
+
+__all__ += ["RunPair", "adapter_metrics", "explanation_json", "explanation_npz",
+            "explanation_png", "item_details", "method_names", "nearest_items", "open_run_pair",
+            "recommend", "run_pairs", "score_histogram_figure", "score_table", "search_items",
+            "target_names", "user_history", "worst_items"]
+# ---- end explore verbs -------------------------------------------------------------------

@@ -173,3 +173,59 @@ def synthetic_attribution(
         values = np.abs(values[: grid * f, : grid * f]).reshape(grid, f, grid, f).mean((1, 3))
     return Attribution(f"i{item}", "image", "synthetic", target, values, image=image,
                        delta=float(rng.uniform(1e-4, 1e-3)), params=params)
+
+
+# ---- a toy workspace for pipeline tests, doctests, the explorer and notebooks (heatmap helper)
+__all__ += ["toy_workspace"]
+_toy_workspaces: dict[tuple, Path] = {}
+
+
+def toy_workspace(
+    path: str | Path | None = None,
+    *,
+    model: str = "vbpr",
+    adapters: tuple[str, ...] = ("none", "befa"),
+    epochs: int = 2,
+    seed: int = 999,
+):  # -> befa_viz.workspace.Workspace (import kept lazy)
+    """A workspace with the toy dataset, tiny features and paired runs, built in seconds.
+
+    ``<path>/datasets/toy`` (images in ``<path>/toy-images``), features from ``tiny:cnn`` and
+    ``tiny:text`` in the feature store, and one short run of ``model`` per adapter setting
+    (same seed and features, so they pair up for with/without comparisons). Calling it again
+    on the same folder reuses what is there. The runs are *toys*: random-weight encoders and
+    two epochs on 8 users; they exercise the code, they show nothing about BeFA.
+
+    Args:
+        path: Workspace folder (created); ``None``: one temporary folder per process and
+            set of arguments, shared by the calls (fast doctests).
+        model: Multimodal backbone in ``MODELS``.
+        adapters: Adapter settings to train (``"none"``, ``"befa"``).
+        epochs: Training epochs per run.
+        seed: Training seed (shared by the runs).
+
+    Returns:
+        The :class:`~befa_viz.workspace.Workspace`.
+
+    Example:
+        >>> import tempfile
+        >>> ws = toy_workspace(tempfile.mkdtemp())
+        >>> ws.dataset_names(), len(ws.run_dirs())
+        (['toy'], 2)
+    """
+    from befa_viz.pipeline import encode_dataset, train_model
+    from befa_viz.workspace import Workspace
+
+    if path is None:
+        key = (model, tuple(adapters), epochs, seed)
+        if key not in _toy_workspaces:
+            _toy_workspaces[key] = Path(tempfile.mkdtemp(prefix="befa-toy-ws-"))
+        path = _toy_workspaces[key]
+    ws = Workspace(path)
+    if not (ws.dataset_dir("toy") / "dataset.json").is_file():
+        toy_dataset(folder=ws.root / "toy-images").save(ws.dataset_dir("toy"))
+    encode_dataset(ws, "toy", image_encoder="tiny:cnn", text_encoder="tiny:text")
+    for adapter in adapters:
+        train_model(ws, model=model, adapter=adapter, dataset="toy", epochs=epochs, seed=seed,
+                    resume=True)
+    return ws

@@ -37,3 +37,15 @@ def toy():
     from befa_viz.testing import toy_dataset
 
     return toy_dataset()
+
+
+@pytest.fixture(scope="session")
+def toy_ws(tmp_path_factory):
+    """``befa_viz.testing.toy_workspace``: toy dataset, tiny features, paired vbpr runs.
+
+    Shared by the session: tests may add cache entries and reports, never change its runs,
+    dataset or features (build a fresh ``toy_workspace(tmp_path)`` for that).
+    """
+    from befa_viz.testing import toy_workspace
+
+    return toy_workspace(tmp_path_factory.mktemp("toy-ws"))

@@ -39,3 +39,14 @@ __all__ += [
     "prepare_interactions",
     "save_feature_arrays",
 ]
+
+# ---- synthetic planted-truth shop ----
+from befa_viz.data.synth import (  # noqa: E402
+    GroundTruth,
+    ShopConfig,
+    generate_shop,
+    load_ground_truth,
+    render_item,
+)
+
+__all__ += ["GroundTruth", "ShopConfig", "generate_shop", "load_ground_truth", "render_item"]

@@ -27,6 +27,15 @@ Besides a normal befa-viz dataset, :func:`generate_shop` writes the ground truth
     All knobs, the seed, the attribute vocabularies and the ground-truth layout.
 
 Same knobs and seed give byte-identical files.
+
+Tuning (``benches/shop_signal.py``, project trainer, test Recall@20, defaults, seeds 0-2): a
+planted-truth benchmark only means something when content helps the recommender, so the
+defaults (``taste_strength=1.5``, ``popularity_share=0.2``, 20-40 interactions per user, 400
+items, 300 users) were chosen where it clearly does: ID-only BPR-MF 0.143, VBPR with the true
+attributes as content 0.331, VBPR with MobileNetV2 ImageNet features of the images 0.178
+(whitened PCA-32: 0.180); most-popular 0.100, the generator's own choice probabilities 0.449.
+Flatter tastes (``taste_strength=0.75``) or more popularity noise (``popularity_share=0.5``)
+shrink the gap; fewer interactions per user widen it.
 """
 
 from __future__ import annotations
@@ -139,8 +148,15 @@ class ShopConfig:
                 raise ConfigError(
                     f"generate_shop: unknown knob {k!r}.{hint} Valid knobs: {', '.join(names)}."
                 )
-            values[k] = tuple(v) if isinstance(v, list) else v
+            values[k] = _plain(v)
         return cls(**values)
+
+
+def _plain(v: Any) -> Any:
+    """Lists → tuples and numpy scalars → Python scalars, so knobs serialise to JSON."""
+    if isinstance(v, (list, tuple)):
+        return tuple(_plain(x) for x in v)
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def _bad(knob: str, value: Any, accepted: str) -> ConfigError:

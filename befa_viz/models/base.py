@@ -128,6 +128,7 @@ class Recommender(nn.Module):
         """The adapter's gate for raw content ``[B, D_m]`` (only with an adapter)."""
         if not self.adapters:
             raise ConfigError("This model was trained without an adapter; it has no gate.")
+        self.raw_features(modality)  # validates the modality name
         return self.adapters[modality].gate(self.projections[modality](content))
 
     def item_content(self, modality: str) -> torch.Tensor:
@@ -138,7 +139,8 @@ class Recommender(nn.Module):
     def content_user_vectors(self, modality: str) -> torch.Tensor:
         """User-side vectors ``[n_users, d]`` that the content representation is scored
         against (exactly for VBPR-like models, a documented approximation for graph models)."""
-        raise NotImplementedError
+        self.raw_features(modality)  # behaviour-only models: a ConfigError naming the problem
+        raise NotImplementedError(f"{type(self).__name__} does not define content_user_vectors.")
 
     def gate_penalty(self, item_idx: torch.Tensor) -> torch.Tensor:
         """Σ_m gate_reg_m · mean gate of the items ``item_idx`` (0 without an adapter).

@@ -230,3 +230,31 @@ def test_load_ground_truth_refuses_other_datasets(tmp_path: Path) -> None:
     folder = toy_dataset().save(tmp_path / "toy")
     with pytest.raises(DataError, match="not a synthetic shop"):
         load_ground_truth(folder)
+
+
+def test_cli_synth_reuses_same_knobs_and_refuses_others(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from befa_viz import pipeline
+    from befa_viz.cli import app
+
+    runner = CliRunner()
+    args = ["data", "synth", "-w", str(tmp_path), "--n-items", "20", "--n-users", "6",
+            "-o", "image_size=32", "-o", "interactions_per_user=[4, 6]", "--no-progress"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "6 users, 20 items" in res.output
+    folder = tmp_path / "datasets" / "shop"
+    before = _hashes(folder)
+    stamp = (folder / "dataset.json").stat().st_mtime_ns
+    assert runner.invoke(app, args).exit_code == 0
+    assert (folder / "dataset.json").stat().st_mtime_ns == stamp  # reused, not rewritten
+    with pytest.raises(DataError, match="overwrite"):
+        pipeline.synth_dataset(tmp_path, n_items=20, n_users=6, image_size=32,
+                               interactions_per_user=(4, 6), seed=1)
+    again = pipeline.synth_dataset(tmp_path, n_items=20, n_users=6, image_size=32,
+                                   interactions_per_user=(4, 6), seed=1, overwrite=True)
+    assert again == folder and _hashes(folder) != before
+    assert load_ground_truth(folder).knobs["seed"] == 1
+    bad = runner.invoke(app, ["data", "synth", "-w", str(tmp_path), "-o", "decoy_rat=1"])
+    assert bad.exit_code != 0 and isinstance(bad.exception, ConfigError)

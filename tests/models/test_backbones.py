@@ -299,3 +299,29 @@ def test_vbpr_recovers_planted_colour_preference():
         bad = scores[u, cold_colour != pref[u]]
         aucs.append((good[:, None] > bad[None, :]).mean())
     assert np.mean(aucs) > 0.95, np.mean(aucs)
+
+
+def test_lattice_learned_graph_has_gradients_once_per_epoch(toy_parts):
+    """As MMRec's build_item_graph flag: gradients through the graph on an epoch's first batch."""
+    model = _build("lattice", None, toy_parts)
+    batch = _triples(toy_parts)
+    model.train()
+    model.on_epoch_start()
+    model.loss(*batch).backward()
+    assert model.modal_weight.grad is not None and model.modal_weight.grad.abs().sum() > 0
+    model.zero_grad()
+    model.loss(*batch).backward()  # same epoch: the detached graph is reused
+    assert model.modal_weight.grad is None or model.modal_weight.grad.abs().sum() == 0
+    model.on_epoch_start()
+    model.loss(*batch).backward()
+    assert model.modal_weight.grad.abs().sum() > 0
+
+
+def test_freedom_prunes_in_training_only(toy_parts):
+    model = _build("freedom", None, toy_parts, dropout=0.5)
+    model.train()
+    model.loss(*_triples(toy_parts))
+    kept = model.masked_adj._nnz()
+    assert kept == 2 * int(model.edge_values.shape[0] * 0.5)  # both directions
+    model.eval()
+    assert model._ui_graph() is model.adj

@@ -73,3 +73,17 @@ def test_info_nce_matches_formula():
     pos = torch.exp((an * bn).sum(-1) / 0.2)
     ttl = torch.exp(an @ bn.T / 0.2).sum(1)
     assert torch.allclose(info_nce(a, b, 0.2), (-torch.log(pos / ttl)).mean(), atol=1e-5)
+
+
+def test_frozen_knn_memo_keys_on_content():
+    from befa_viz.models import _common
+
+    x = torch.randn(20, 5)
+    a = _common.frozen_knn_topk(x, 3)
+    b = _common.frozen_knn_topk(x.clone(), 3)
+    assert all(torch.equal(s, t) for s, t in zip(a, b, strict=True))
+    a[2].zero_()  # callers get copies: the memo is not corrupted
+    assert torch.equal(_common.frozen_knn_topk(x, 3)[2], b[2])
+    y = x.clone()
+    y[0] += 10.0  # changed features: a fresh search
+    assert torch.equal(_common.frozen_knn_topk(y, 3)[2], _common.knn_topk(y, 3)[2])
