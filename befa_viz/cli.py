@@ -245,7 +245,8 @@ def encode_cmd(
                                 help="Dataset name (default: the most recent one)."),
     image_encoder: str = typer.Option(
         "torchvision:mobilenet_v2", "--image-encoder",
-        help="backend:model[:weights] (backends: clip, hf, tiny, torchvision); 'none' skips."),
+        help="backend:model[:weights], e.g. torchvision:mobilenet_v2, "
+             "clip:ViT-B-32:/ckpt.safetensors, tiny:cnn; 'none' skips."),
     text_encoder: str = typer.Option(
         "hf:minilm", "--text-encoder",
         help="backend:model[:weights], e.g. hf:minilm or clip:ViT-B-32:/ckpt; 'none' skips."),

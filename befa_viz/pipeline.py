@@ -867,9 +867,8 @@ def encoder_for_run(run: Any, modality: str = "image", *, device: str | None = N
         StaleArtifactError: If the encoder available now differs from the recorded one.
 
     Example:
-        >>> import tempfile
         >>> from befa_viz.testing import toy_workspace
-        >>> ws = toy_workspace(tempfile.mkdtemp())
+        >>> ws = toy_workspace()
         >>> encoder_for_run(load_run(ws), "image").key
         'tiny:cnn'
     """
@@ -919,9 +918,8 @@ def find_paired_run(
         The paired run, or ``None``.
 
     Example:
-        >>> import tempfile
         >>> from befa_viz.testing import toy_workspace
-        >>> ws = toy_workspace(tempfile.mkdtemp())
+        >>> ws = toy_workspace()
         >>> run = load_run(ws, ws.run_dirs()[0])
         >>> run.config.adapter, find_paired_run(ws, run).config.adapter
         ('none', 'befa')
@@ -1139,10 +1137,14 @@ def _attributions(job: _Job, variant: str, items: list[int], target: str
     run = job.runs[variant]
     keys = [_key(job, run, i, target, job.options) for i in items]
 
+    # a random target draws one direction per position in the batch: one item per call keeps
+    # an item's direction (and so its cached map) independent of the other items asked for
+    step = 1 if target == "random" else job.batch_size
+
     def compute(missing: list[int]) -> list[Any]:
         out: list[Any] = []
-        for s in range(0, len(missing), job.batch_size):
-            chunk = [items[j] for j in missing[s: s + job.batch_size]]
+        for s in range(0, len(missing), step):
+            chunk = [items[j] for j in missing[s: s + step]]
             res = explain(
                 job.encoder, run.model, _inputs(job, chunk), chunk, target=target,
                 method=job.method, modality=job.modality,
@@ -1415,8 +1417,8 @@ def explain_items(
         if modality == "image":
             pool = [i for i in range(ds.n_items) if ds.catalog.has_image(i)]
         else:
-            pool = [i for i in range(ds.n_items) if str(ds.catalog.texts[i]).strip()
-                    or str(ds.catalog.titles[i]).strip()]
+            feat = main_run.features["text"]
+            pool = [i for i in range(ds.n_items) if _item_text(ds, i, feat).strip()]
         if needs_users:
             pool = [i for i in pool if train_users[i] > 0]
         log.info("top_drift: explaining %d of %d items (the rest lack %s%s)", len(pool),
@@ -1474,7 +1476,6 @@ def explain_items(
                 rel_maps, _ = _attributions(job, rel_variant, idx, "behaviour_alignment")
     finally:
         if job.bar is not None:
-            job.bar.update(0)
             job.bar.close()
 
     sanity_out: dict[str, Any] = {}
@@ -1573,9 +1574,8 @@ def explain_item(
         The item's :class:`ItemExplanation` (``attributions``, ``scores``, ``gate``, ...).
 
     Example:
-        >>> import tempfile
         >>> from befa_viz.testing import toy_workspace
-        >>> ws = toy_workspace(tempfile.mkdtemp())
+        >>> ws = toy_workspace()
         >>> e = explain_item("i3", workspace=ws, n_steps=4)
         >>> e.variants, e.relevance["source"], sorted(e.scores["with"])[:2]
         (['without', 'with'], 'behaviour_alignment', ['deletion_auc', 'delta'])
@@ -1621,12 +1621,12 @@ def _write_files(e: ItemExplanation, folder: Path, formats: tuple[str, ...]) -> 
     fig_formats = tuple(f for f in formats if f != "html")
     pair = e.figure_pairs()
     is_pair = isinstance(pair, tuple)
-    label = {v: _VARIANT_TITLES[v] for v in e.variants}
     title = f"{e.item_id}: {e.item.get('title', '')}".rstrip(": ")
     sanity_rows = ({_VARIANT_TITLES[v]: {**{f"ρ {c}": r for c, r in s["rho"].items()},
                                          "passes": s["passes"]}
                     for v, s in e.sanity.items()} if e.sanity else None)
-    item_meta = {**e.item, "run": ", ".join(f"{label[v]}: {e.runs[v]}" for v in e.variants)}
+    # the caption names the runs; say what drift and omission are measured against
+    item_meta = {**e.item, "drift/omission vs": e.relevance["source"].replace("_", " ")}
     kwargs = {"image_pairs": pair} if e.modality == "image" else {"text_pairs": pair}
     report = None
     if fig_formats or "html" in formats:
@@ -1787,8 +1787,9 @@ def heatmap_report(
         **kwargs: Passed to :func:`explain_items` (``run``, ``target``, ``method``, ...).
 
     Returns:
-        The explanations, the output folder and the written paths (a single item:
-        ``{file: path}``; several: see :func:`write_item_reports`).
+        The explanations, the output folder and the written paths (one id given as a string:
+        ``{file: path}`` of its folder; a list or ``top_drift``: see
+        :func:`write_item_reports`, with ``scores.csv``).
     """
     ws = _attr_ws(workspace)
     if out_dir is not None:  # fail before the (possibly long) attribution
@@ -1796,7 +1797,7 @@ def heatmap_report(
     exps = explain_items(item_ids, top_drift=top_drift, workspace=ws, **kwargs)
     out = Path(out_dir).expanduser() if out_dir is not None else (
         ws.reports_dir / "heatmaps" / exps[0].params["run"])
-    single = top_drift is None and (isinstance(item_ids, (str, int)) or len(list(item_ids)) == 1)
+    single = top_drift is None and isinstance(item_ids, (str, int))
     paths = (write_item_report(exps[0], out, formats) if single
              else write_item_reports(exps, out, formats))
     return HeatmapReport(exps, out, paths)

@@ -656,6 +656,7 @@ def encode_catalog(
         if man.get("key") == key:
             log.info("Reusing %s features from %s", modality, folder)
             table = load_features(folder, dataset_fingerprint=dataset_fingerprint)
+            shutil.rmtree(folder / _PARTIAL, ignore_errors=True)  # left by a crash after merge
             table.manifest["reused"] = True
             return table
         log.info("Replacing %s (it holds features for other inputs)", folder)

@@ -16,7 +16,6 @@ says so. Mean, std, input size and interpolation come from the weights' metadata
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -190,5 +189,5 @@ def _create_torchvision(model: str = "mobilenet_v2", weights: str | None = None,
     if modality not in (None, "image"):
         raise ConfigError(f"torchvision:{model} is an image encoder; modality {modality!r} "
                           "is not available.")
-    factory: Callable[..., TorchvisionEncoder] = TorchvisionEncoder
-    return factory(model=model, weights=weights if weights else DEFAULT_WEIGHTS, **kwargs)
+    return TorchvisionEncoder(model=model, weights=weights if weights else DEFAULT_WEIGHTS,
+                              **kwargs)

@@ -10,11 +10,9 @@ from befa_viz.cache import Cache
 from befa_viz.data.types import Catalog
 from befa_viz.encoders import create_encoder
 from befa_viz.encoders.store import encode_catalog, load_features
-from tests.conftest import require_shared
 
 
-def _movielens_catalog(n: int = 16) -> Catalog:
-    root = require_shared()
+def _movielens_catalog(root, n: int = 16) -> Catalog:
     items = pd.read_csv(root / "items.csv").drop_duplicates("movie_id").head(n)
     paths = [str(root / "posters" / f"{m}.jpg") for m in items["movie_id"]]
     return Catalog([str(m) for m in items["movie_id"]], items["title"].tolist(),
@@ -23,8 +21,8 @@ def _movielens_catalog(n: int = 16) -> Catalog:
 
 @pytest.mark.weights
 @pytest.mark.realdata
-def test_encode_real_posters_and_overviews(tmp_path):
-    cat = _movielens_catalog(16)
+def test_encode_real_posters_and_overviews(tmp_path, movielens_dir):
+    cat = _movielens_catalog(movielens_dir, 16)
     cache = Cache(tmp_path)
     img = encode_catalog(cat, create_encoder("torchvision:mobilenet_v2"),
                          dataset_fingerprint=cat.fingerprint(), cache=cache, missing="zeros",

@@ -1,0 +1,43 @@
+"""Fixtures of the explorer tests: toy workspaces built once per session."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+APP = Path(__file__).resolve().parents[2] / "apps" / "explorer.py"
+
+
+@pytest.fixture(scope="session")
+def explorer_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The toy workspace: dataset, tiny features, vbpr without and with the adapter."""
+    from befa_viz.testing import toy_workspace
+
+    return toy_workspace(tmp_path_factory.mktemp("explorer-ws")).root
+
+
+@pytest.fixture(scope="session")
+def unpaired_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A toy workspace with only the run without the adapter."""
+    from befa_viz.testing import toy_workspace
+
+    return toy_workspace(tmp_path_factory.mktemp("unpaired-ws"), adapters=("none",)).root
+
+
+@pytest.fixture(scope="session")
+def textonly_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace whose dataset has no images (text features and runs only)."""
+    from befa_viz.pipeline import encode_dataset, train_model
+    from befa_viz.testing import toy_dataset
+    from befa_viz.workspace import Workspace
+
+    ws = Workspace(tmp_path_factory.mktemp("textonly-ws"))
+    ds = toy_dataset(folder=ws.root / "images")
+    catalog = dataclasses.replace(ds.catalog, image_paths=[None] * ds.n_items)
+    dataclasses.replace(ds, name="noimages", catalog=catalog).save(ws.dataset_dir("noimages"))
+    encode_dataset(ws, "noimages", image_encoder=None, text_encoder="tiny:text")
+    for adapter in ("none", "befa"):
+        train_model(ws, model="vbpr", adapter=adapter, dataset="noimages", epochs=1, seed=1)
+    return ws.root

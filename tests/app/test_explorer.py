@@ -1,0 +1,145 @@
+"""The explorer driven through streamlit.testing.v1.AppTest (no browser)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from befa_viz.workspace import WORKSPACE_ENV
+
+APP = Path(__file__).resolve().parents[2] / "apps" / "explorer.py"
+
+
+def start(ws: Path, monkeypatch: pytest.MonkeyPatch, **query: str) -> AppTest:
+    monkeypatch.setenv(WORKSPACE_ENV, str(ws))
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def heatmap_captions(at: AppTest) -> list[str]:
+    return [c for im in at.image for c in im.captions if "colour scale" in c]
+
+
+def test_item_page_shows_pair_scores_neighbours_and_exports(explorer_ws, monkeypatch):
+    at = start(explorer_ws, monkeypatch)
+    assert texts(at.header) == ["i0 — red box"]
+    assert any("item image" in c for im in at.image for c in im.captions)
+    assert heatmap_captions(at) and "shared colour scale" in heatmap_captions(at)[0]
+    scores = at.dataframe[0].value
+    assert list(scores.index) == ["without adapter", "with adapter"]
+    assert {"drift", "omission", "deletion_auc", "insertion_auc"} <= set(scores.columns)
+    assert ((scores["drift"] >= 0) & (scores["drift"] <= 1)).all()
+    assert [b.label for b in at.download_button] == ["Figure (PNG)", "Arrays (NPZ)",
+                                                     "Scores (JSON)"]
+    assert any("Adapter gate of this item" in c for c in texts(at.caption))
+    # neighbours by raw content, without and with the adapter; clicking one opens it
+    nn = [b for b in at.button if b.key and b.key.startswith("nn-with adapter-")]
+    assert len(nn) == 5
+    target = nn[0].key.removeprefix("nn-with adapter-")
+    nn[0].click().run()
+    assert texts(at.header)[0].startswith(f"{target} — ")
+    assert heatmap_captions(at)
+
+
+def test_search_by_title_id_and_unknown(explorer_ws, monkeypatch):
+    at = start(explorer_ws, monkeypatch)
+    at.text_input(key="search").input("green hat").run()
+    assert texts(at.header) == ["i11 — green hat"]
+    at.text_input(key="search").input("i7").run()
+    assert texts(at.header) == ["i7 — blue hat"]
+    assert heatmap_captions(at)
+    at.text_input(key="search").input("no-such-item").run()
+    assert not at.exception
+    assert any("'no-such-item'" in w for w in texts(at.warning))
+
+
+def test_unknown_item_id_in_link_is_a_message(explorer_ws, monkeypatch):
+    at = start(explorer_ws, monkeypatch, item="i99")
+    assert not at.exception
+    assert any("Unknown item id 'i99'" in e for e in texts(at.error))
+
+
+def test_switch_method_target_and_modality(explorer_ws, monkeypatch):
+    at = start(explorer_ws, monkeypatch)
+    at.selectbox(key="method").select("gradcam").run()
+    assert any("gradcam" in s for s in texts(at.subheader))
+    assert heatmap_captions(at)
+    at.selectbox(key="target").select("behaviour_alignment").run()
+    assert any("behaviour_alignment" in s for s in texts(at.subheader))
+    at.radio(key="modality").set_value("text").run()
+    assert not at.exception
+    # gradcam has no text version: the method falls back to one that supports text
+    assert at.selectbox(key="method").value in at.selectbox(key="method").options
+    assert "gradcam" not in at.selectbox(key="method").options
+    html = " ".join(str(h.proto.body) for h in at.get("html"))
+    assert "befa-token" in html and "red" in html
+
+
+def test_user_view_top_k_and_one_click_explain(explorer_ws, monkeypatch):
+    at = start(explorer_ws, monkeypatch)
+    at.radio(key="view").set_value("User").run()
+    assert texts(at.subheader)[0] == "User u0: 5 interactions"
+    assert "**without adapter**" in texts(at.markdown)
+    assert "**with adapter**" in texts(at.markdown)
+    explain = [b for b in at.button if b.key and b.key.startswith("rec-with-")]
+    history = at.dataframe[0].value
+    n_train = int((history["split"] == "train").sum())
+    assert len(explain) == min(10, 12 - n_train)  # training items are masked
+    assert not {b.key.removeprefix("rec-with-") for b in explain} & set(
+        history.loc[history["split"] == "train", "item_id"])
+    item = explain[0].key.removeprefix("rec-with-")
+    explain[0].click().run()
+    assert not at.exception
+    assert at.radio(key="view").value == "Item"
+    assert texts(at.header)[0].startswith(f"{item} — ")
+    assert any("user_score for user u0" in s for s in texts(at.subheader))
+    assert heatmap_captions(at)
+
+
+def test_dataset_view_metrics_histograms_and_worst_items(explorer_ws, monkeypatch):
+    at = start(explorer_ws, monkeypatch)
+    at.selectbox(key="method").select("gradcam").run()
+    at.radio(key="view").set_value("Dataset").run()
+    metrics = at.dataframe[0].value
+    assert metrics["backbone"].tolist() == ["vbpr"]
+    assert {"Recall@20 without", "Recall@20 with", "NDCG@20 Δ"} <= set(metrics.columns)
+    at.number_input(key="n_items").set_value(4).run()
+    next(b for b in at.button if b.label == "Compute scores").click().run()
+    assert not at.exception
+    assert len(at.image) == 1  # the histograms
+    worst = [b for b in at.button if b.key and b.key.startswith("worst-")]
+    assert len(worst) == 4 and "drift with" in worst[0].label
+    item = worst[0].key.removeprefix("worst-")
+    worst[0].click().run()
+    assert at.radio(key="view").value == "Item"
+    assert texts(at.header)[0].startswith(f"{item} — ")
+
+
+def test_empty_workspace_says_make_demo(tmp_path, monkeypatch):
+    at = start(tmp_path / "nothing-here", monkeypatch)
+    assert any("make demo" in i for i in texts(at.info))
+    assert not at.header
+
+
+def test_run_without_adapter_pair_is_explained_alone(unpaired_ws, monkeypatch):
+    at = start(unpaired_ws, monkeypatch)
+    assert any("no paired run with adapter 'befa'" in w for w in texts(at.warning))
+    assert at.checkbox(key="compare").disabled
+    assert list(at.dataframe[0].value.index) == ["without adapter"]
+    assert heatmap_captions(at)
+
+
+def test_dataset_without_images_explains_text(textonly_ws, monkeypatch):
+    at = start(textonly_ws, monkeypatch)
+    assert any("has no images" in i for i in texts(at.info))
+    assert at.radio(key="modality").options == ["text"]
+    assert "befa-token" in " ".join(str(h.proto.body) for h in at.get("html"))
