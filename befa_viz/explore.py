@@ -33,6 +33,7 @@ __all__ = [
     "explanation_json",
     "explanation_npz",
     "explanation_png",
+    "explainable_items",
     "item_details",
     "method_names",
     "nearest_items",
@@ -495,6 +496,24 @@ def adapter_metrics(
             row[f"{m} Δ"] = means["with"] - means["without"]
         out.append(row)
     return pd.DataFrame(out, columns=cols)
+
+
+def explainable_items(dataset: Any, modality: str = "image", target: str | None = None
+                      ) -> list[str]:
+    """Ids of the items that can be explained: with the modality's content and, for the
+    default ``content_score`` target, with training users.
+
+    Example:
+        >>> from befa_viz.testing import toy_dataset
+        >>> explainable_items(toy_dataset())[:3]
+        ['i0', 'i1', 'i2']
+    """
+    from befa_viz.pipeline import DEFAULT_TARGET
+
+    if modality not in ("image", "text"):
+        raise ConfigError(f"modality must be 'image' or 'text'; got {modality!r}.")
+    needs_users = (target or DEFAULT_TARGET) in ("content_score", "adapted_alignment")
+    return [dataset.catalog.item_ids[i] for i in _explainable(dataset, modality, needs_users)]
 
 
 def _explainable(dataset: Any, modality: str, needs_users: bool) -> list[int]:

@@ -1811,6 +1811,7 @@ def heatmap_report(
 from befa_viz.explore import (  # noqa: E402
     RunPair,
     adapter_metrics,
+    explainable_items,
     explanation_json,
     explanation_npz,
     explanation_png,
@@ -1828,8 +1829,8 @@ from befa_viz.explore import (  # noqa: E402
     worst_items,
 )
 
-__all__ += ["RunPair", "adapter_metrics", "explanation_json", "explanation_npz",
-            "explanation_png", "item_details", "method_names", "nearest_items", "open_run_pair",
-            "recommend", "run_pairs", "score_histogram_figure", "score_table", "search_items",
-            "target_names", "user_history", "worst_items"]
+__all__ += ["RunPair", "adapter_metrics", "explainable_items", "explanation_json",
+            "explanation_npz", "explanation_png", "item_details", "method_names",
+            "nearest_items", "open_run_pair", "recommend", "run_pairs", "score_histogram_figure",
+            "score_table", "search_items", "target_names", "user_history", "worst_items"]
 # ---- end explore verbs -------------------------------------------------------------------

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import yaml
-from conftest import write_features
+from tests.train.conftest import write_features
 from typer.testing import CliRunner
 
 from befa_viz.cli import app

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from conftest import TOY_MM, planted, write_features
+from tests.train.conftest import TOY_MM, planted, write_features
 
 from befa_viz.data.types import Interactions, RecDataset
 from befa_viz.errors import ConfigError, DataError, StaleArtifactError, UnknownNameError
