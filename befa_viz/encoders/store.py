@@ -633,7 +633,9 @@ def encode_catalog(
         raise ConfigError(f"{type(encoder).__name__} is neither an ImageEncoder nor a TextEncoder.")
     shard_t = parse_shard(shard)
     modality = encoder.modality
-    options: dict[str, Any] = {"modality": modality, "missing": missing}
+    # the catalog's own fingerprint guards against a caller passing a stale dataset fingerprint
+    options: dict[str, Any] = {"modality": modality, "missing": missing,
+                               "catalog": catalog.fingerprint()}
     if modality == "text":
         options["text_field"] = text_field
     key = feature_key(encoder, dataset_fingerprint, options)

@@ -154,6 +154,8 @@ def test_explorer_in_chromium(explorer_ws, tmp_path):
                     timings[key[:-2] + "_idle_s"] = time.perf_counter() - t0
                 assert page.locator('[data-testid="stException"]').count() == 0
                 shot = tmp_path / "explorer.png"
+                page.set_viewport_size({"width": 1400, "height": 2600})  # the app scrolls inside
+                wait_idle(page)
                 page.screenshot(path=str(shot), full_page=True)
                 assert shot.stat().st_size > 10_000
                 try:
