@@ -19,9 +19,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from befa_viz import pipeline, viz
-from befa_viz.errors import BefaVizError
-from befa_viz.workspace import WORKSPACE_ENV, Workspace
+from befa_viz import BefaVizError, pipeline, viz
+from befa_viz.pipeline import Workspace
+from befa_viz.workspace import WORKSPACE_ENV
 
 VIEWS = ("Item", "User", "Dataset")
 #: Choices that survive switching views (Streamlit drops the state of widgets not drawn).
@@ -56,7 +56,7 @@ def open_item(item_id: str, *, user: str | None = None) -> None:
 
 
 def show_error(e: BefaVizError) -> None:
-    st.error(str(e).strip("'\""))
+    st.error(str(e.args[0]) if e.args else str(e))  # args[0]: KeyError's str() adds quotes
 
 
 # ---- memoised library calls ------------------------------------------------------------------
@@ -132,6 +132,11 @@ def sidebar() -> dict[str, Any] | None:
     if st.session_state.get("dataset") not in names:
         st.session_state["dataset"] = names[-1]
     dataset = sb.selectbox("Dataset", names, key="dataset")
+    if st.session_state.setdefault("_shown_dataset", dataset) != dataset:
+        st.session_state["_shown_dataset"] = dataset  # ids of the old dataset mean nothing here
+        for key in ("item_id", "user", "_last_query"):
+            st.session_state.pop(key, None)
+        st.query_params.pop("item", None)
     ds = load_dataset(str(ws.root), dataset)
     pairs = run_pairs(str(ws.root), dataset)
     labels = {p.main: p.label for p in pairs}
@@ -300,9 +305,10 @@ def explanation_panel(ctx: dict[str, Any], item: dict[str, Any]) -> None:
     stem = f"{item['item_id']}-{ctx['modality']}-{ctx['method']}-{ctx['target']}"
     c1, c2, c3 = st.columns(3)
     c1.download_button("Figure (PNG)", png, f"{stem}.png", "image/png")
-    c2.download_button("Arrays (NPZ)", pipeline.explanation_npz(e), f"{stem}.npz",
+    # arrays and scores are packed only when asked for (the callable runs on click)
+    c2.download_button("Arrays (NPZ)", lambda: pipeline.explanation_npz(e), f"{stem}.npz",
                        "application/octet-stream")
-    c3.download_button("Scores (JSON)", pipeline.explanation_json(e), f"{stem}.json",
+    c3.download_button("Scores (JSON)", lambda: pipeline.explanation_json(e), f"{stem}.json",
                        "application/json")
 
 

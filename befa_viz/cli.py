@@ -579,6 +579,88 @@ def heatmap_cmd(
 
 
 # ---- demo / benchmark commands ----------------------------------------------------------
+def _name_list(kind: str, names: Any) -> Any:
+    """Parser of a comma-separated list checked against a registry ('none' = empty)."""
+
+    def parse(value: str) -> str:
+        if value.strip().lower() == "none":
+            return ""
+        for v in _id_list(value):
+            _registry_parser(kind, names)(v)
+        return value
+
+    return parse
+
+
+@app.command("benchmark")
+def benchmark_cmd(
+    dataset: str = typer.Option("shop", "--dataset", "-d",
+                                help="A synthetic shop of the workspace (planted truth)."),
+    runs: str = typer.Option(None, "--runs",
+                             help="WITHOUT,WITH run names (default: the newest pair of the "
+                                  "dataset)."),
+    methods: str = typer.Option(None, "--methods", parser=_name_list("method", _method_names),
+                                metavar="M1,M2",
+                                help="Image methods (default ig,layer_ig,gradcam,similarity,"
+                                     "occlusion)."),
+    targets: str = typer.Option(None, "--targets", parser=_name_list("target", _target_names),
+                                metavar="T1,T2", help="Targets (default content_focus,"
+                                "behaviour_alignment,content_score,random)."),
+    text_methods: str = typer.Option(None, "--text-methods",
+                                     parser=_name_list("method", _method_names),
+                                     metavar="M1,M2|none", help="Text methods (default ig)."),
+    items: int = typer.Option(None, "--items", min=1, help="Items for cheap methods (24)."),
+    items_expensive: int = typer.Option(None, "--items-expensive", min=1,
+                                        help="Items for path methods and occlusion (6)."),
+    text_items: int = typer.Option(None, "--text-items", min=1, help="Text items (8)."),
+    steps: int = typer.Option(None, "--steps", min=1, help="Integration steps (16)."),
+    seed: int = typer.Option(None, "--seed", help="Seed of random targets and maps (0)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Report folder (default "
+                             "<workspace>/reports/benchmark-<dataset>-<key>)."),
+    config: Path = typer.Option(None, "--config", "-c",
+                                help="YAML of run_benchmark options (flags override it)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute; do not store maps."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Attribution cache folder."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+) -> None:
+    """Score attribution methods against the synthetic shop's planted truth, with controls."""
+    from befa_viz.benchmark import benchmark_options
+    from befa_viz.config import read_yaml
+    from befa_viz.pipeline import run_benchmark
+
+    opts = benchmark_options(read_yaml(config) if config else {}, where=str(config))
+    flags = {"dataset": dataset, "n_items": items, "n_items_expensive": items_expensive,
+             "n_text_items": text_items, "n_steps": steps, "seed": seed,
+             "runs": _id_list(runs) or None,
+             "methods": _id_list(methods) if methods is not None else None,
+             "targets": _id_list(targets) if targets is not None else None,
+             "text_methods": _id_list(text_methods) if text_methods is not None else None}
+    opts.update({k: v for k, v in flags.items() if v is not None})
+    result = run_benchmark(workspace, **opts, out_dir=out, use_cache=not no_cache,
+                           cache_dir=cache_dir, progress=progress)
+    typer.echo(result.format())
+    p = result.params
+    typer.echo(f"maps: {p['maps_computed']} computed, {p['maps_cached']} from the cache; "
+               f"{p['seconds']:.0f} s")
+    typer.echo(f"report: {result.paths['report.html']}")
+    typer.echo(f"table: {result.paths['table.csv']}")
+
+
+@app.command("demo")
+def demo_cmd(
+    size: str = typer.Option("default", "--size", parser=_choice("size", ("default", "small")),
+                             metavar="default|small",
+                             help="default: MobileNetV2 + MiniLM, minutes; small: tiny random "
+                                  "encoders, seconds (a smoke test)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+) -> None:
+    """The main job: synthetic shop → encode → train with/without BeFA → benchmark → report."""
+    from befa_viz.pipeline import run_demo
+
+    result = run_demo(workspace, size=size, progress=progress)  # type: ignore[arg-type]  # checked by the parser
+    typer.echo(result.summary())
 
 
 def main() -> None:

@@ -1806,6 +1806,12 @@ def heatmap_report(
 # ---- end attribution verbs ---------------------------------------------------------------
 
 # ---- demo / benchmark verbs --------------------------------------------------------------
+# The planted-truth benchmark (befa_viz.benchmark) and the `make demo` job (befa_viz.demo).
+from befa_viz.benchmark import BenchmarkResult, run_benchmark  # noqa: E402
+from befa_viz.demo import DemoResult, run_demo  # noqa: E402
+
+__all__ += ["BenchmarkResult", "DemoResult", "run_benchmark", "run_demo"]
+# ---- end demo / benchmark verbs ----------------------------------------------------------
 
 # ---- explore verbs (explorer app and notebooks; implemented in befa_viz.explore) -----------
 from befa_viz.explore import (  # noqa: E402

@@ -28,13 +28,18 @@ def unpaired_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def textonly_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace whose dataset has no images (text features and runs only)."""
+    """A workspace whose newest dataset has no images (text features and runs only), beside
+    the toy dataset with images but no runs."""
+    import os
+
     from befa_viz.pipeline import encode_dataset, train_model
     from befa_viz.testing import toy_dataset
     from befa_viz.workspace import Workspace
 
     ws = Workspace(tmp_path_factory.mktemp("textonly-ws"))
     ds = toy_dataset(folder=ws.root / "images")
+    ds.save(ws.dataset_dir("toy"))
+    os.utime(ws.dataset_dir("toy") / "dataset.json", (1e9, 1e9))  # older: not the default
     catalog = dataclasses.replace(ds.catalog, image_paths=[None] * ds.n_items)
     dataclasses.replace(ds, name="noimages", catalog=catalog).save(ws.dataset_dir("noimages"))
     encode_dataset(ws, "noimages", image_encoder=None, text_encoder="tiny:text")

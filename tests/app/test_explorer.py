@@ -143,3 +143,20 @@ def test_dataset_without_images_explains_text(textonly_ws, monkeypatch):
     assert any("has no images" in i for i in texts(at.info))
     assert at.radio(key="modality").options == ["text"]
     assert "befa-token" in " ".join(str(h.proto.body) for h in at.get("html"))
+
+
+def test_switching_dataset_resets_item_and_says_when_there_is_no_run(textonly_ws, monkeypatch):
+    at = start(textonly_ws, monkeypatch)
+    assert at.selectbox(key="dataset").value == "noimages"
+    at.text_input(key="search").input("i5").run()
+    assert texts(at.header) == ["i5 — green ball"]
+    at.selectbox(key="dataset").select("toy").run()
+    assert not at.exception and not at.error
+    # the search still says i5: the new dataset's i5, which has an image
+    assert texts(at.header) == ["i5 — green ball"]
+    assert any("item image" in c for im in at.image for c in im.captions)
+    assert any("no complete training run" in i for i in texts(at.info))
+    at.text_input(key="search").input("").run()
+    at.selectbox(key="dataset").select("noimages").run()
+    assert not at.exception and not at.error
+    assert texts(at.header) == ["i0 — red box"]  # the remembered item was reset

@@ -19,6 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 APP = Path(__file__).resolve().parents[2] / "apps" / "explorer.py"
@@ -158,6 +159,16 @@ def test_explorer_in_chromium(explorer_ws, tmp_path):
                 wait_idle(page)
                 page.screenshot(path=str(shot), full_page=True)
                 assert shot.stat().st_size > 10_000
+                # the exports download what they say (packed on click)
+                with page.expect_download() as dl:
+                    page.get_by_role("button", name="Scores (JSON)").click()
+                scores = json.loads(Path(dl.value.path()).read_text())
+                assert scores["item_id"] == "i7" and set(scores["scores"]) == {"without", "with"}
+                with page.expect_download() as dl:
+                    page.get_by_role("button", name="Arrays (NPZ)").click()
+                with np.load(dl.value.path(), allow_pickle=False) as z:
+                    assert {"without", "with", "relevance"} <= set(z.files)
+                    assert z["with"].shape == z["without"].shape == (32, 32)
                 try:
                     shutil.copyfile(shot, SCREENSHOT_COPY)
                 except OSError:  # another user's copy: the tmp_path one is what counts
