@@ -742,7 +742,7 @@ def run_benchmark(
             encoder's input size (≈49 forward passes per map).
         q: Mass share of the top regions of drift and omission.
         seed: Seed of random targets, random maps and noisy methods.
-        n_examples: Items drawn per method in the report's example grids.
+        n_examples: Items drawn per method in the report's example grids (0: no grids).
         use_cache: Read and write the attribution cache.
         cache_dir: Attribution cache folder (default: the workspace's).
         out_dir: Report folder; default ``<workspace>/reports/benchmark-<dataset>-<key>``
@@ -877,8 +877,8 @@ def run_benchmark(
             items=items, adapter=adapter,
             ranking={v: _ranking(r) for v, r in pair.items()},
             gate=dict(pair["with"].gate), params=params)
-        examples_idx = expensive[: max(1, int(n_examples))]
-        result.examples = _examples(store, gt, methods, examples_idx)
+        if int(n_examples) > 0:
+            result.examples = _examples(store, gt, methods, expensive[: int(n_examples)])
         params["seconds"] = round(time.perf_counter() - t_start, 1)
         if write:
             _write_report(result, ws, out_dir, reuse_report)
