@@ -173,9 +173,9 @@ def _image_scores(e: np.ndarray, masks: Mapping[str, np.ndarray], q: float) -> d
     from befa_viz.metrics import drift_omission, pointing_game
 
     product = masks["product"]
+    flat = not e.max() > e.min() * (1 + 1e-9)  # all-equal map: its maximum is nowhere
     out: dict[str, Any] = {"mass_in_mask": _mass(e, product), "chance": float(product.mean()),
-                           "pointing": float(pointing_game(e, product)) if e.sum() > 0
-                           else float("nan")}
+                           "pointing": float("nan") if flat else float(pointing_game(e, product))}
     with warnings.catch_warnings():  # an all-zero map gives NaN, kept as NaN
         warnings.simplefilter("ignore", UserWarning)
         do = drift_omission(e, product, q)
@@ -696,6 +696,7 @@ def run_benchmark(
     runs: Any = None,
     methods: Sequence[str] = DEFAULT_METHODS,
     targets: Sequence[str] = DEFAULT_TARGETS,
+    expensive_targets: Sequence[str] | None = None,
     text_methods: Sequence[str] = ("ig",),
     n_items: int = 24,
     n_items_expensive: int = 6,
@@ -730,6 +731,8 @@ def run_benchmark(
             default: the newest pair of ``dataset`` with image features.
         methods: Image methods (names in ``ATTRIBUTIONS``).
         targets: Targets; ``random`` (the control) is always computed.
+        expensive_targets: Targets of the expensive image methods and of the text methods
+            (default: ``targets``); fewer targets keep path methods affordable.
         text_methods: Text methods (empty: no text benchmark); needs text features encoded
             from the ``text`` or ``title`` field.
         n_items: Items for cheap methods.
@@ -772,7 +775,7 @@ def run_benchmark(
 
     for m in [*methods, *text_methods]:
         ATTRIBUTIONS.get(m)
-    for t in targets:
+    for t in [*targets, *(expensive_targets or ())]:
         TARGETS.get(t)
         if t in ("user_score", "adapted_alignment"):
             raise ConfigError(f"Target {t!r} is not benchmarked: use 'content_score' (it is "
@@ -797,6 +800,9 @@ def run_benchmark(
         if not picked:
             raise DataError(f"No item of {dataset!r} has an image and training users.")
         targets = list(dict.fromkeys([*targets, "random"]))
+        exp_targets = list(dict.fromkeys([*(expensive_targets or targets), "random"]))
+        per_method = {m: targets if m in CHEAP_METHODS else exp_targets
+                      for m in [*methods, *text_methods]}
         cache = AttributionCache(Cache(cache_dir) if cache_dir is not None else ws.cache())
         jobs: dict[str, _Job] = {}
         encoder = pipeline.encoder_for_run(pair["without"], "image")
@@ -831,7 +837,7 @@ def run_benchmark(
             if text_note:
                 log.warning(text_note)
 
-        plan = _plan(methods, targets, picked, expensive, text_methods, text_idx)
+        plan = _plan(methods, per_method, picked, expensive, text_methods, text_idx)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -840,10 +846,10 @@ def run_benchmark(
         for j in jobs.values():
             j.bar = bar
         try:
-            rows, store = _image_benchmark(jobs["image"], gt, methods, targets, picked,
+            rows, store = _image_benchmark(jobs["image"], gt, methods, per_method, picked,
                                            expensive, q, seed)
             if "text" in jobs:
-                rows += _text_benchmark(jobs["text"], gt, text_methods, targets, text_idx,
+                rows += _text_benchmark(jobs["text"], gt, text_methods, per_method, text_idx,
                                         field_)
         finally:
             if bar is not None:
@@ -856,7 +862,7 @@ def run_benchmark(
         params = {
             "dataset": dataset, "dataset_fingerprint": ds.fingerprint(),
             "runs": {v: r.name for v, r in pair.items()}, "methods": list(methods),
-            "targets": targets, "text_methods": list(text_methods) if "text" in jobs else [],
+            "targets": targets, "expensive_targets": exp_targets, "text_methods": list(text_methods) if "text" in jobs else [],
             "n_items": len(picked), "n_items_expensive": len(expensive),
             "n_text_items": len(text_idx), "items": [ds.catalog.item_ids[i] for i in picked],
             "items_expensive": [ds.catalog.item_ids[i] for i in expensive],
@@ -869,7 +875,8 @@ def run_benchmark(
                          f"test p < {_P_PASS}",
         }
         params["key"] = hash_key(BENCHMARK_VERSION, digests, ds.fingerprint(), n_examples, {
-            k: params[k] for k in ("methods", "targets", "text_methods", "items",
+            k: params[k] for k in ("methods", "targets", "expensive_targets", "text_methods",
+                                   "items",
                                    "items_expensive", "n_text_items", "n_steps", "options",
                                    "text_options", "image_encoder", "q", "seed")})
         result = BenchmarkResult(
@@ -911,19 +918,19 @@ def benchmark_options(options: Mapping[str, Any], where: str = "options") -> dic
     return dict(options)
 
 
-def _plan(methods: Sequence[str], targets: Sequence[str], picked: list[int],
+def _plan(methods: Sequence[str], targets: Mapping[str, list[str]], picked: list[int],
           expensive: list[int], text_methods: Sequence[str], text_idx: list[int]
           ) -> list[tuple[str, str, str, int]]:
     """(modality, method, target, n maps) for the progress bar."""
     out = []
     for m in [*methods, _CONTROL_METHOD]:
         n = len(picked) if m in CHEAP_METHODS else len(expensive)
-        ts = ["-"] if m == _CONTROL_METHOD else targets
+        ts = ["-"] if m == _CONTROL_METHOD else targets[m]
         for t in ts:
             out.append(("image", m, t, n * (1 if t in _MODEL_FREE or t == "-" else 2)))
     if text_idx:
         for m in [*text_methods, _CONTROL_METHOD]:
-            ts = ["-"] if m == _CONTROL_METHOD else targets
+            ts = ["-"] if m == _CONTROL_METHOD else targets[m]
             for t in ts:
                 out.append(("text", m, t, len(text_idx) * (1 if t in _MODEL_FREE or t == "-"
                                                            else 2)))
@@ -934,7 +941,8 @@ def _variants_of(target: str) -> tuple[str, ...]:
     return ("model-free",) if target in _MODEL_FREE else ("without", "with")
 
 
-def _image_benchmark(job: _Job, gt: Any, methods: Sequence[str], targets: Sequence[str],
+def _image_benchmark(job: _Job, gt: Any, methods: Sequence[str],
+                     targets: Mapping[str, list[str]],
                      picked: list[int], expensive: list[int], q: float, seed: int
                      ) -> tuple[list[dict[str, Any]], dict[tuple[str, str, str], dict[int, Any]]]:
     """Per-item rows of every image map, and the maps by (variant, method, target)."""
@@ -961,7 +969,7 @@ def _image_benchmark(job: _Job, gt: Any, methods: Sequence[str], targets: Sequen
         controls_base = {"input": [ctrl[j] for j in sub], "random_map": [rmaps[i] for i in idx]}
         rand, r_hits, r_secs = _maps(job, "model-free", method, "random", idx)
         masks = {k: v[idx] for k, v in masks_all.items()}
-        for target in targets:
+        for target in targets[method]:
             for variant in _variants_of(target):
                 if target == "random":
                     maps_, hits, secs = rand, r_hits, r_secs
@@ -976,7 +984,8 @@ def _image_benchmark(job: _Job, gt: Any, methods: Sequence[str], targets: Sequen
     return rows, store
 
 
-def _text_benchmark(job: _Job, gt: Any, methods: Sequence[str], targets: Sequence[str],
+def _text_benchmark(job: _Job, gt: Any, methods: Sequence[str],
+                    targets: Mapping[str, list[str]],
                     idx: list[int], field_: str) -> list[dict[str, Any]]:
     ids = job.ds.catalog.item_ids
     rows: list[dict[str, Any]] = []
@@ -1005,7 +1014,7 @@ def _text_benchmark(job: _Job, gt: Any, methods: Sequence[str], targets: Sequenc
                        sub(c_hits), sub(c_secs))
     for method in methods:
         rand, r_hits, r_secs = _maps(job, "model-free", method, "random", idx)
-        for target in targets:
+        for target in targets[method]:
             for variant in _variants_of(target):
                 if target == "random":
                     maps_, hits, secs = rand, r_hits, r_secs

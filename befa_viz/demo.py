@@ -53,6 +53,7 @@ class DemoSize:
     n_text_items: int
     n_steps: int
     methods: tuple[str, ...]  # benchmarked image methods
+    expensive_targets: tuple[str, ...]  # targets of the path methods (cheap ones get all)
     demo_methods: tuple[str, ...]  # methods of the explained sample (explain_items)
     faithfulness_steps: int
     n_examples: int  # items per example grid in the benchmark report
@@ -65,15 +66,16 @@ DEMO_SIZES: dict[str, DemoSize] = {
         dataset="shop", shop={}, image_encoder="torchvision:mobilenet_v2",
         text_encoder="hf:minilm", model="freedom", epochs=40, overrides={"lr": 5e-3},
         n_items=24, n_items_expensive=6, n_text_items=8, n_steps=16,
-        methods=("ig", "layer_ig", "gradcam", "similarity"), demo_methods=("ig", "gradcam"),
+        methods=("ig", "layer_ig", "gradcam", "similarity"),
+        expensive_targets=("content_focus", "content_score"), demo_methods=("ig", "gradcam"),
         faithfulness_steps=10, n_examples=4),
     "small": DemoSize(
         dataset="shop-small",
         shop={"n_items": 40, "n_users": 30, "image_size": 64, "interactions_per_user": (5, 10)},
         image_encoder="tiny:cnn", text_encoder="tiny:text", model="freedom", epochs=2,
         overrides={"lr": 5e-3}, n_items=6, n_items_expensive=2, n_text_items=3, n_steps=4,
-        methods=("ig", "gradcam"), demo_methods=("ig", "gradcam"), faithfulness_steps=4,
-        n_examples=2),
+        methods=("ig", "gradcam"), expensive_targets=("content_score",),
+        demo_methods=("ig", "gradcam"), faithfulness_steps=4, n_examples=1),
 }
 
 _STAGES = ("shop", "encode", "train without adapter", "train with adapter", "benchmark",
@@ -299,7 +301,7 @@ def _run(ws: Workspace, size: str, cfg: DemoSize, stages: _Stages, progress: boo
     stages.start("benchmark")
     bench = run_benchmark(
         ws, dataset=cfg.dataset, runs=(runs["without"], runs["with"]), methods=cfg.methods,
-        n_items=cfg.n_items, n_items_expensive=cfg.n_items_expensive,
+        expensive_targets=cfg.expensive_targets, n_items=cfg.n_items, n_items_expensive=cfg.n_items_expensive,
         n_text_items=cfg.n_text_items, n_steps=cfg.n_steps, n_examples=cfg.n_examples,
         threads=None, progress=progress)
     reused["attribution maps"] = bench.params["maps_computed"] == 0

@@ -12,10 +12,20 @@ Options that only change *how* the map is computed, not the map (``internal_batc
 ``device``, ``progress``), are left out of the key. Any other changed input gives another key,
 so a retrained or resumed run (new weights), re-encoded features or a changed dataset never
 get a stale map; on read the manifest's fingerprints are compared again.
+
+Scores computed from a map (faithfulness curves, drift/omission) are stored beside it by
+:class:`ScoreCache` (``<cache>/attribution_scores/<key>/``, a ``scores.json`` plus manifest).
+Their key is the map's :class:`AttributionKey` plus the **content digests** of the arrays the
+scores were computed from (the map itself, :func:`array_digest`; the relevance map for
+drift/omission) plus the scoring parameters and a scoring version. So a recomputed map that
+differs, another relevance map (ground truth edited, the no-adapter run retrained), another
+``q`` or number of curve points, or a changed metric definition all give another key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -23,10 +33,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from befa_viz.attribution.result import Attribution
-from befa_viz.cache import Cache
+import numpy as np
 
-__all__ = ["ATTRIBUTION_KIND", "IGNORED_OPTIONS", "AttributionCache", "AttributionKey"]
+from befa_viz.attribution.result import Attribution
+from befa_viz.cache import Cache, atomic_write_bytes
+
+__all__ = ["ATTRIBUTION_KIND", "IGNORED_OPTIONS", "SCORES_KIND", "AttributionCache",
+           "AttributionKey", "ScoreCache", "array_digest", "attribution_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +48,9 @@ ATTRIBUTION_KIND = "attribution"
 #: Method options that do not change the result and are therefore not part of the key.
 IGNORED_OPTIONS = frozenset({"internal_batch_size", "device", "progress"})
 _FILE = "attribution.npz"
+#: Cache kind (sub-folder) of score entries (:class:`ScoreCache`).
+SCORES_KIND = "attribution_scores"
+_SCORES_FILE = "scores.json"
 
 
 @dataclass(frozen=True)
@@ -195,3 +211,108 @@ class AttributionCache:
                   len(missing))
         hits = [i not in set(missing) for i in range(len(keys))]
         return [a for a in found if a is not None], hits
+
+
+def array_digest(*arrays: Any) -> str:
+    """Content digest of arrays (dtype, shape and bytes; ``None`` entries allowed).
+
+    Example:
+        >>> import numpy as np
+        >>> array_digest(np.zeros(3)) == array_digest(np.zeros(3)) != array_digest(np.ones(3))
+        True
+    """
+    h = hashlib.sha256()
+    for a in arrays:
+        if a is None:
+            h.update(b"none;")
+            continue
+        arr = np.ascontiguousarray(np.asarray(a))
+        h.update(f"{arr.dtype.str}{arr.shape};".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()[:20]
+
+
+def attribution_digest(attribution: Attribution) -> str:
+    """Digest of what scores read from an attribution: its map and per-token values."""
+    return array_digest(attribution.values, attribution.extras.get("token_values"))
+
+
+class ScoreCache:
+    """Scores of attribution maps on disk (JSON), keyed by the map's key and contents.
+
+    ``part`` names a group of scores computed together (e.g. ``"faithfulness"`` or
+    ``"regions"``), so that changing a parameter of one group (``q``) leaves the other's entry
+    (the costly faithfulness curves) valid.
+
+    Args:
+        cache: The workspace cache (``Workspace.cache()``).
+
+    Example:
+        >>> import tempfile
+        >>> sc = ScoreCache(Cache(tempfile.mkdtemp()))
+        >>> k = AttributionKey("w", "d", "tiny:cnn", "e", "f", "i0", "image", "t", "ig", True)
+        >>> sc.get(k, "regions", {"map": "m1"}, {"q": 0.5}) is None
+        True
+        >>> _ = sc.put(k, "regions", {"map": "m1"}, {"q": 0.5}, {"drift": 0.25})
+        >>> sc.get(k, "regions", {"map": "m1"}, {"q": 0.5})
+        {'drift': 0.25}
+        >>> sc.get(k, "regions", {"map": "m1"}, {"q": 0.4}) is None
+        True
+    """
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+
+    @staticmethod
+    def _fingerprints(k: AttributionKey, inputs: Mapping[str, str]) -> dict[str, str]:
+        return {**k.fingerprints(), **{f"input:{n}": str(v) for n, v in inputs.items()}}
+
+    @staticmethod
+    def _params(k: AttributionKey, part: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {"map": k.params(), "part": part, "scoring": dict(params)}
+
+    def key(self, k: AttributionKey, part: str, inputs: Mapping[str, str],
+            params: Mapping[str, Any]) -> str:
+        """The entry key.
+
+        Args:
+            k: Key of the map the scores are computed from.
+            part: Score group name.
+            inputs: Content digests of every array the scores read (the map, the relevance
+                map, ...), by name.
+            params: Scoring parameters (including a version of the scoring code).
+        """
+        return self.cache.key(SCORES_KIND, fingerprints=self._fingerprints(k, inputs),
+                              params=self._params(k, part, params))
+
+    def get(self, k: AttributionKey, part: str, inputs: Mapping[str, str],
+            params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The cached scores, or ``None`` (an unreadable or mismatching entry warns)."""
+        key = self.key(k, part, inputs, params)
+        entry = self.cache.get(SCORES_KIND, key)
+        if entry is None:
+            return None
+        try:
+            manifest = self.cache.manifest(SCORES_KIND, key)
+            if manifest.get("fingerprints") != self._fingerprints(k, inputs):
+                warnings.warn(f"Score cache entry {entry} records other inputs than its key; "
+                              "recomputing it.", stacklevel=2)
+                return None
+            scores = json.loads((entry / _SCORES_FILE).read_text())
+            if not isinstance(scores, dict):
+                raise ValueError("scores.json does not hold an object")
+            return scores
+        except (OSError, ValueError, KeyError) as e:
+            warnings.warn(f"Score cache entry {entry} cannot be read ({e}); recomputing it.",
+                          stacklevel=2)
+            return None
+
+    def put(self, k: AttributionKey, part: str, inputs: Mapping[str, str],
+            params: Mapping[str, Any], scores: Mapping[str, Any]) -> Path:
+        """Store JSON-able ``scores`` (atomically); returns the entry folder."""
+        blob = json.dumps(dict(scores), indent=1, allow_nan=True).encode()
+        manifest = {"fingerprints": self._fingerprints(k, inputs),
+                    "params": self._params(k, part, params), "request": k.to_dict(),
+                    "file": _SCORES_FILE}
+        return self.cache.put(SCORES_KIND, self.key(k, part, inputs, params),
+                              lambda d: atomic_write_bytes(d / _SCORES_FILE, blob), manifest)

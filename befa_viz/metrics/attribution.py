@@ -19,6 +19,11 @@ absolute value, since attribution signs cancel about half and half):
 Both lie in [0, 1]; A equal to R (or to R's mask) gives 0/0, A disjoint from R gives 1/1, and
 moving A's mass from inside R to outside raises both. An all-zero A or an empty R gives NaN
 (with a warning). The default q = 0.5 (half of the mass) is recorded by callers.
+
+Faithfulness: **deletion / insertion AUC** normalise the perturbation curve by f(x) − f(b).
+That quotient is only meaningful while the curve stays near its two ends; when f(x) − f(b) is
+small next to how far the curve strays, the AUC is NaN with a warning rather than a number
+far outside [0, 1] (see :func:`perturbation_auc`, ``min_resolution``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ __all__ = [
     "localisation_margin",
     "mass_in_mask",
     "omission",
+    "perturbation_auc",
     "pointing_game",
     "rank_order",
     "relevant_region",
@@ -314,14 +320,101 @@ def _perturbation_curve(
     return curve, float(curve[0 if not insert else -1]), float(curve[-1 if not insert else 0])
 
 
-def _normalised_auc(curve: np.ndarray, fx: float, fb: float, name: str) -> float:
+#: Default smallest resolution (see :func:`perturbation_auc`) at which a normalised AUC is
+#: reported: finite AUCs then lie in [-1, 2].
+MIN_RESOLUTION = 0.5
+
+
+def _resolution(curve: np.ndarray, fx: float, fb: float) -> float:
+    """|f(x) − f(b)| as a share of the curve's whole range (1: the curve stays between them)."""
+    lo, hi = min(float(curve.min()), fx, fb), max(float(curve.max()), fx, fb)
+    return abs(fx - fb) / (hi - lo) if hi > lo else 0.0
+
+
+def _normalised_auc(curve: np.ndarray, fx: float, fb: float, name: str,
+                    min_resolution: float, stacklevel: int) -> float:
     span = fx - fb
     if abs(span) < 1e-12 * max(1.0, abs(fx)):
         warnings.warn(f"{name}: f(x) equals f(baseline) ({fx:.4g}); the normalised AUC is "
-                      f"undefined, returning NaN. Choose another baseline.", stacklevel=3)
+                      f"undefined, returning NaN. Choose another baseline.", stacklevel=stacklevel)
+        return float("nan")
+    res = _resolution(curve, fx, fb)
+    if res < min_resolution:
+        warnings.warn(
+            f"{name}: f(x) − f(baseline) = {span:.4g} is only {res:.1%} of the range the curve "
+            f"covers ({float(curve.min()):.4g} to {float(curve.max()):.4g}), below "
+            f"min_resolution={min_resolution:.0%}; normalising by it would measure the curve's "
+            "overshoot, not the map (values far outside [0, 1]). Returning NaN; choose a "
+            "baseline further from x or read the raw curve (perturbation_auc).",
+            stacklevel=stacklevel)
         return float("nan")
     norm = (curve - fb) / span
     return float(np.trapezoid(norm, dx=1.0 / (len(curve) - 1)))
+
+
+def perturbation_auc(
+    f: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    baseline: np.ndarray,
+    attr_map: np.ndarray,
+    *,
+    insert: bool = False,
+    n_steps: int = 20,
+    batch_size: int = 16,
+    seed: int = 0,
+    min_resolution: float = MIN_RESOLUTION,
+) -> dict[str, float]:
+    """Deletion (or insertion) curve with its normalised AUC and what the AUC rests on.
+
+    The normalised curve (f(x_k) − f(b)) / (f(x) − f(b)) lies in [0, 1] only while f stays
+    between f(b) and f(x) along the path. A target that overshoots (it rises when some pixels
+    are deleted, e.g. because the baseline is close to x in target space) leaves it, and when
+    f(x) − f(b) is small next to that overshoot the quotient explodes (AUCs of −3 or +18 on
+    random toy encoders). The **resolution** ρ = |f(x) − f(b)| / (max − min of the curve and
+    both ends) measures this: ρ = 1 for a curve within its ends, and a normalised value lies
+    in [1 − 1/ρ, 1/ρ]. Below ``min_resolution`` the AUC is NaN (with a warning), so an
+    overshoot is never read as faithfulness; ``raw_auc`` (the curve's mean, in target units)
+    and ``f_x`` / ``f_baseline`` are always reported.
+
+    Args:
+        f: Batched scalar function: ``[n, *x.shape]`` array → ``[n]`` scores.
+        x: One input, e.g. ``[3, H, W]``; the map covers its trailing dimensions.
+        baseline: What deleted (not yet inserted) pixels are (broadcast to ``x``).
+        attr_map: ``[H, W]`` map ordering the pixels (largest first).
+        insert: Insertion curve (the baseline gains x's pixels) instead of deletion.
+        n_steps: Curve points minus one.
+        batch_size: Perturbed inputs per call of ``f``.
+        seed: Tie-breaking between equal map values.
+        min_resolution: Smallest ρ in [0, 1] at which the normalised AUC is returned; 0 always
+            returns it (except when f(x) = f(b)).
+
+    Returns:
+        ``auc`` (normalised; NaN when unresolved), ``raw_auc``, ``resolution``, ``f_x``,
+        ``f_baseline``.
+
+    Example:
+        >>> f = lambda b: b.reshape(len(b), -1).sum(axis=1)
+        >>> r = perturbation_auc(f, np.ones((2, 2)), 0.0, np.ones((2, 2)), n_steps=4)
+        >>> r["auc"], r["resolution"], r["f_x"], r["f_baseline"]
+        (0.5, 1.0, 4.0, 0.0)
+    """
+    return _perturbation_auc(f, x, baseline, attr_map, insert, n_steps, batch_size, seed,
+                             min_resolution, stacklevel=4)
+
+
+def _perturbation_auc(
+    f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, baseline: np.ndarray,
+    attr_map: np.ndarray, insert: bool, n_steps: int, batch_size: int, seed: int,
+    min_resolution: float, stacklevel: int,
+) -> dict[str, float]:
+    if not 0 <= min_resolution <= 1:
+        raise ValueError(f"min_resolution must be in [0, 1]; got {min_resolution}.")
+    curve, fx, fb = _perturbation_curve(f, x, baseline, attr_map, n_steps, batch_size, insert,
+                                        seed)
+    name = "insertion_auc" if insert else "deletion_auc"
+    return {"auc": _normalised_auc(curve, fx, fb, name, min_resolution, stacklevel),
+            "raw_auc": float(np.trapezoid(curve, dx=1.0 / (len(curve) - 1))),
+            "resolution": _resolution(curve, fx, fb), "f_x": fx, "f_baseline": fb}
 
 
 def deletion_auc(
@@ -332,13 +425,15 @@ def deletion_auc(
     n_steps: int = 20,
     batch_size: int = 16,
     seed: int = 0,
+    min_resolution: float = MIN_RESOLUTION,
 ) -> float:
     """Normalised area under the deletion curve (Petsiuk et al., RISE, arXiv:1806.07421).
 
     Pixels are replaced by the baseline in map order (largest first), a share k/n_steps at step
     k; the curve (f(x_k) − f(baseline)) / (f(x) − f(baseline)) runs from 1 to 0 and its
     trapezoid area over [0, 1] is returned. Lower is more faithful. Pass |A| to delete by
-    magnitude, A to delete positive evidence first.
+    magnitude, A to delete positive evidence first. See :func:`perturbation_auc` for when the
+    normalisation is refused (``min_resolution``) and for the raw curve's numbers.
 
     Args:
         f: Batched scalar function: ``[n, *x.shape]`` array → ``[n]`` scores.
@@ -348,13 +443,14 @@ def deletion_auc(
         n_steps: Curve points minus one.
         batch_size: Perturbed inputs per call of ``f``.
         seed: Tie-breaking between equal map values.
+        min_resolution: See :func:`perturbation_auc`.
 
     Returns:
-        The normalised AUC (NaN with a warning when f(x) = f(baseline)).
+        The normalised AUC (NaN with a warning when f(x) = f(baseline) or the curve overshoots
+        its ends by more than ``min_resolution`` allows).
     """
-    curve, fx, fb = _perturbation_curve(f, x, baseline, attr_map, n_steps, batch_size, False,
-                                        seed)
-    return _normalised_auc(curve, fx, fb, "deletion_auc")
+    return _perturbation_auc(f, x, baseline, attr_map, False, n_steps, batch_size, seed,
+                             min_resolution, stacklevel=4)["auc"]
 
 
 def insertion_auc(
@@ -365,11 +461,12 @@ def insertion_auc(
     n_steps: int = 20,
     batch_size: int = 16,
     seed: int = 0,
+    min_resolution: float = MIN_RESOLUTION,
 ) -> float:
     """Normalised area under the insertion curve: the baseline gains x's pixels in map order.
 
     The curve (f(x_k) − f(baseline)) / (f(x) − f(baseline)) runs from 0 to 1; higher is more
     faithful. Arguments as for :func:`deletion_auc`.
     """
-    curve, fx, fb = _perturbation_curve(f, x, baseline, attr_map, n_steps, batch_size, True, seed)
-    return _normalised_auc(curve, fx, fb, "insertion_auc")
+    return _perturbation_auc(f, x, baseline, attr_map, True, n_steps, batch_size, seed,
+                             min_resolution, stacklevel=4)["auc"]

@@ -15,6 +15,7 @@ from befa_viz.metrics import (
     localisation_margin,
     mass_in_mask,
     omission,
+    perturbation_auc,
     pointing_game,
     relevant_region,
     resize_map,
@@ -150,3 +151,35 @@ def test_deletion_and_insertion_prefer_the_true_map():
         assert np.isnan(deletion_auc(f, x, x, rnd))  # f(x) = f(baseline)
     with pytest.raises(ValueError, match="trailing"):
         deletion_auc(f, x, base, np.ones((5, 5)))
+
+
+def test_auc_is_nan_not_wild_when_the_curve_overshoots_a_tiny_span():
+    """f(x) − f(b) tiny next to the curve's swing: NaN with a warning, raw numbers kept."""
+    x = np.ones((1, 4, 4))
+    region = np.zeros((4, 4), bool)
+    region[:2] = True
+
+    def f(batch: np.ndarray) -> np.ndarray:  # deleting the top half first raises f by 1,
+        top = batch[:, 0, :2].mean(axis=(1, 2))  # deleting the rest brings it back to f(x)
+        bottom = batch[:, 0, 2:].mean(axis=(1, 2))
+        return 2.0 - top + bottom * 1.001  # f(x) = 2.001, f(0) = 2.0
+
+    amap = region.astype(float) + 0.5  # top half first
+    with pytest.warns(UserWarning, match="overshoot"):
+        d = deletion_auc(f, x, 0.0, amap, n_steps=4)
+    assert np.isnan(d)
+    with pytest.warns(UserWarning, match="overshoot"):
+        r = perturbation_auc(f, x, 0.0, amap, n_steps=4)
+    assert np.isnan(r["auc"]) and r["resolution"] < 0.01 and r["f_x"] == pytest.approx(2.001)
+    assert r["raw_auc"] == pytest.approx(np.trapezoid([2.001, 2.501, 3.001, 2.5005, 2.0], dx=0.25))
+    # without the guard the same curve gives the wild number the guard refuses
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wild = deletion_auc(f, x, 0.0, amap, n_steps=4, min_resolution=0.0)
+    assert wild > 100
+    # a curve within its ends keeps its normalised AUC in [0, 1] and resolution 1
+    g, xp, reg = _planted()
+    r = perturbation_auc(g, xp, np.zeros_like(xp), reg.astype(float), insert=True)
+    assert r["resolution"] == pytest.approx(1.0) and 0.85 < r["auc"] <= 1.0
+    with pytest.raises(ValueError, match="min_resolution"):
+        perturbation_auc(g, xp, 0.0, reg.astype(float), min_resolution=2.0)
