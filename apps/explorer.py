@@ -118,6 +118,7 @@ def sidebar() -> dict[str, Any] | None:
     if sb.button("Reload workspace", help="Pick up new datasets, runs and caches."):
         st.cache_data.clear()
         st.cache_resource.clear()
+        pipeline.clear_memos()  # encoders and runs the library keeps between requests
     sb.radio("View", VIEWS, key="view", horizontal=True)
     ws = Workspace(root)
     names = dataset_names(str(ws.root))

@@ -94,7 +94,7 @@ _CONTROL_METHOD = "input_x_blur"
 _P_PASS = 0.05
 _RANDOM_GRID = 7  # random-map blobs: uniform noise on a 7×7 grid (≈ a CNN's last feature map)
 #: Bumped when the scores or the report change, so an old report is not reused.
-BENCHMARK_VERSION = 1
+BENCHMARK_VERSION = 2
 _KEY_TARGET_PARAMS = {"random": {"directions": "one per item, seeded by (seed, item index)"}}
 
 
@@ -173,7 +173,7 @@ def _image_scores(e: np.ndarray, masks: Mapping[str, np.ndarray], q: float) -> d
     from befa_viz.metrics import drift_omission, pointing_game
 
     product = masks["product"]
-    flat = not e.max() > e.min() * (1 + 1e-9)  # all-equal map: its maximum is nowhere
+    flat = not e.max() - e.min() > 1e-6 * e.max()  # (near-)constant map: no maximum to point
     out: dict[str, Any] = {"mass_in_mask": _mass(e, product), "chance": float(product.mean()),
                            "pointing": float("nan") if flat else float(pointing_game(e, product))}
     with warnings.catch_warnings():  # an all-zero map gives NaN, kept as NaN
@@ -462,7 +462,8 @@ def _fixed_width(df: Any, digits: int) -> str:
             return f"{v:.{digits}f}" if abs(v) >= 10 ** -digits or v == 0 else f"{v:.1e}"
         return str(v)
 
-    header = [c.replace("margin_", "Δ").replace("random_target", "rand-target") for c in df.columns]
+    header = [c.replace("margin_", "Δ").replace("random_target", "rand-target")
+              for c in df.columns]
     rows = [[fmt(v) for v in r] for r in df.itertuples(index=False)]
     widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
     return "\n".join("  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)).rstrip()
@@ -678,7 +679,8 @@ def _ranking(run: Any) -> dict[str, Any]:
     return {"run": run.name, "model": run.config.model,
             "test": {k: run.test_metrics[k] for k in keys if k in run.test_metrics},
             "valid": {k: run.valid_metrics[k] for k in keys if k in run.valid_metrics},
-            "best_epoch": run.metrics.get("best_epoch"), "epochs_run": run.metrics.get("epochs_run")}
+            "best_epoch": run.metrics.get("best_epoch"),
+            "epochs_run": run.metrics.get("epochs_run")}
 
 
 def _item_rows(base: dict[str, Any], idx: list[int], ids: list[str], scores: list[dict],
@@ -862,7 +864,8 @@ def run_benchmark(
         params = {
             "dataset": dataset, "dataset_fingerprint": ds.fingerprint(),
             "runs": {v: r.name for v, r in pair.items()}, "methods": list(methods),
-            "targets": targets, "expensive_targets": exp_targets, "text_methods": list(text_methods) if "text" in jobs else [],
+            "targets": targets, "expensive_targets": exp_targets,
+            "text_methods": list(text_methods) if "text" in jobs else [],
             "n_items": len(picked), "n_items_expensive": len(expensive),
             "n_text_items": len(text_idx), "items": [ds.catalog.item_ids[i] for i in picked],
             "items_expensive": [ds.catalog.item_ids[i] for i in expensive],

@@ -656,10 +656,11 @@ def demo_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
 ) -> None:
-    """The main job: synthetic shop → encode → train with/without BeFA → benchmark → report."""
+    """The main job: synthetic shop, encode, train with/without BeFA, benchmark, report."""
     from befa_viz.pipeline import run_demo
 
-    result = run_demo(workspace, size=size, progress=progress)  # type: ignore[arg-type]  # checked by the parser
+    # size is checked by its parser; the Literal type cannot be expressed in typer
+    result = run_demo(workspace, size=size, progress=progress)  # type: ignore[arg-type]
     typer.echo(result.summary())
 
 

@@ -153,6 +153,12 @@ class DemoResult:
             lines.append(f"    {r.method:<10} {r.variant:>7}: mass {r.mass_in_mask:.2f} (chance "
                          f"{r.chance:.2f}), Δ {r.margin_random_target:+.3f} / "
                          f"{r.margin_input:+.3f}, {'passes' if r.passes else 'fails'}")
+        other = head[(head["modality"] == "image") & (head["target"] != "content_score")
+                     & (head["passes"] == True)]  # noqa: E712 - a column of True/False/None
+        for r in other.itertuples(index=False):
+            lines.append(f"    {r.method:<10} {r.variant:>7}: {r.target} passes too: mass "
+                         f"{r.mass_in_mask:.2f}, Δ {r.margin_random_target:+.3f} / "
+                         f"{r.margin_input:+.3f}")
         txt = head[head["modality"] == "text"]
         for r in txt.itertuples(index=False):
             lines.append(f"    text {r.method:<5} {r.variant:>7}: precision {r.precision:.2f}, "
@@ -301,7 +307,8 @@ def _run(ws: Workspace, size: str, cfg: DemoSize, stages: _Stages, progress: boo
     stages.start("benchmark")
     bench = run_benchmark(
         ws, dataset=cfg.dataset, runs=(runs["without"], runs["with"]), methods=cfg.methods,
-        expensive_targets=cfg.expensive_targets, n_items=cfg.n_items, n_items_expensive=cfg.n_items_expensive,
+        expensive_targets=cfg.expensive_targets, n_items=cfg.n_items,
+        n_items_expensive=cfg.n_items_expensive,
         n_text_items=cfg.n_text_items, n_steps=cfg.n_steps, n_examples=cfg.n_examples,
         threads=None, progress=progress)
     reused["attribution maps"] = bench.params["maps_computed"] == 0
@@ -448,6 +455,7 @@ def _write_report(result: DemoResult, cfg: DemoSize, explanations: Mapping[str, 
             f"({cfg.n_steps} integration steps, blur baseline).\n\n"
             f"Stage times: {timing}. Reused from an earlier run: {reused}.\n\n"
             f"Open the explorer on this workspace: {result.explorer_command}")),
+        viz.Section("What the numbers say", text=_findings(result)),
         viz.Section("Ranking quality with and without the adapter", table=_fmt_table(ranking),
                     text="Full ranking over all items, MMRec protocol; test at the best "
                          "validation epoch."),
@@ -484,6 +492,39 @@ def _write_report(result: DemoResult, cfg: DemoSize, explanations: Mapping[str, 
               f"margins are. Full report: {bench.paths.get('report.html', bench.out_dir)}")))
     page = viz.html_report(sections, title=f"befa-viz demo on {result.dataset!r}")
     atomic_write_bytes(result.report, page.encode("utf-8"))
+
+
+def _findings(result: DemoResult) -> str:
+    """Plain sentences built from the numbers (no interpretation beyond the pass rule)."""
+    t = result.benchmark.table
+    out = []
+    r = {v: result.ranking[v]["test"] for v in ("without", "with")}
+    out.append(f"Test Recall@20: {r['without'].get('Recall@20', float('nan')):.3f} without vs "
+               f"{r['with'].get('Recall@20', float('nan')):.3f} with the adapter (NDCG@20 "
+               f"{r['without'].get('NDCG@20', float('nan')):.3f} vs "
+               f"{r['with'].get('NDCG@20', float('nan')):.3f}).")
+    for mod, g in result.gate.items():
+        pinned = " — pinned near 1" if g.get("q05", 0) > 0.95 else ""
+        out.append(f"BeFA gate ({mod}): mean {g['mean']:.3f}, q05–q95 {g.get('q05', 0):.3f}–"
+                   f"{g.get('q95', 0):.3f}{pinned}.")
+    ok = t[(t["passes"] == True) & (t["modality"] == "image")]  # noqa: E712 - True/False/None
+    if ok.empty:
+        out.append("No image method passed its controls for any target on this data.")
+    else:
+        def side(v: str) -> str:
+            return f"{v} adapter" if v in ("with", "without") else v
+
+        out.append("Image methods that pass their controls: " + "; ".join(
+            f"{x.method} ({x.target}, {side(x.variant)}: Δ {x.margin_random_target:+.3f} / "
+            f"{x.margin_input:+.3f})" for x in ok.itertuples(index=False)) + ".")
+    ig = t[(t["method"] == "ig") & (t["modality"] == "image") & (t["variant"] == "without")
+           & (t["target"] == "content_score")]
+    if len(ig) and "rho_random_target" in ig:
+        out.append(f"Pixel IG (content score, without adapter) correlates ρ = "
+                   f"{float(ig['rho_random_target'].iloc[0]):.2f} with IG of random target "
+                   f"directions and ρ = {float(ig['rho_input'].iloc[0]):.2f} with "
+                   f"|x − blur(x)|.")
+    return "\n\n".join(out)
 
 
 def _write_summary_json(result: DemoResult) -> None:

@@ -719,10 +719,16 @@ def run_sweep(
 # Attributions are computed per (run, item) and stored in the workspace cache
 # (befa_viz.attribution.cache); a "variant" is one side of the with/without-adapter pair:
 # "without" (adapter 'none') or "with" (adapter 'befa', ...).
-__all__ += ["HeatmapReport", "ItemExplanation", "encoder_for_run", "explain_item",
-            "explain_items", "find_paired_run", "heatmap_report", "resolve_attribution_run",
-            "write_item_report", "write_item_reports"]
+# Warm requests (the explorer's item switch) must not run the encoder at all: scores computed
+# from a map (faithfulness curves, drift/omission) are cached beside it (ScoreCache, keyed by
+# the map's key, the digests of the map and relevance map, and the scoring parameters), and
+# encoders and runs are kept in small in-process memos (see "in-process memos" below).
+__all__ += ["HeatmapReport", "ItemExplanation", "clear_memos", "encoder_for_run",
+            "explain_item", "explain_items", "find_paired_run", "heatmap_report",
+            "resolve_attribution_run", "write_item_report", "write_item_reports"]
 
+import threading  # noqa: E402
+from collections import OrderedDict as _OrderedDict  # noqa: E402
 from dataclasses import dataclass as _dataclass  # noqa: E402
 from dataclasses import field as _field  # noqa: E402
 
@@ -735,6 +741,147 @@ DEFAULT_BASELINES = {"image": "blur", "text": "pad"}
 VARIANTS = ("without", "with")
 _VARIANT_TITLES = {"without": "without adapter", "with": "with adapter"}
 _MEAN_PIXEL_ITEMS = 64  # images averaged for the "mean" baseline
+#: Version of the score definitions; part of every score cache key (2: the faithfulness AUCs
+#: are NaN when f(x) − f(baseline) cannot normalise the curve, see metrics.perturbation_auc).
+SCORING_VERSION = 2
+
+
+# ---- in-process memos -------------------------------------------------------------------
+# Rebuilding an encoder costs ~0.5 s (MobileNetV2) to ~1 s (MiniLM) and opening a run (YAML,
+# dataset, features, model) tens of ms to seconds, on every request. These memos keep the most
+# recently used ones, bounded (LRU, sizes below), keyed so that they never serve a stale object:
+#
+# * encoders: (encoder key, modality, the fingerprint the run's features recorded, device).
+#   Only an encoder whose weights hash equalled that fingerprint when it was built is stored,
+#   and every hit is checked again, so a hit is exactly the encoder that made the features
+#   (replaced weights on disk are noticed, and refused, after clear_memos()).
+# * runs: (run folder, device), used only while the stat (mtime, size) of the run's files
+#   (run.json, config.yaml, metrics.json, model.safetensors), its feature files and manifests
+#   and its dataset files is unchanged: new weights (a resumed run, a replaced file) or changed
+#   features reload the run, which re-checks their fingerprints.
+# * the config identity of candidate runs (find_paired_run), the synthetic shop's ground truth
+#   and the "mean" baseline's pixel, by the stat of the files they were read from.
+#
+# Memoised runs and encoders are shared objects: callers treat them as read-only. Computations
+# that run them (maps, faithfulness curves, sanity controls) hold _COMPUTE_LOCK, since methods
+# hook into modules and the explorer serves its sessions from threads. clear_memos() empties
+# them all (the disk cache is untouched).
+ENCODER_MEMO_SIZE = 4
+RUN_MEMO_SIZE = 8
+_COMPUTE_LOCK = threading.RLock()
+
+
+class _Memo:
+    """A small thread-safe LRU dict: at most ``size`` entries, the least recently used go."""
+
+    def __init__(self, size: int) -> None:
+        self.size = int(size)
+        self._items: _OrderedDict[Any, Any] = _OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: Any, value: Any) -> Any:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_ENCODERS = _Memo(ENCODER_MEMO_SIZE)
+_RUNS = _Memo(RUN_MEMO_SIZE)
+_RUN_IDENTITIES = _Memo(256)
+_GROUND_TRUTHS = _Memo(2)
+_MEAN_PIXELS = _Memo(16)
+
+
+def clear_memos() -> None:
+    """Forget the memoised encoders, runs, ground truth and weight digests of this process.
+
+    The next request rebuilds them (checking every fingerprint again); the disk cache is
+    untouched. Memos already drop stale runs by themselves; call this after replacing an
+    encoder's weights in place, or to free memory.
+
+    Example:
+        >>> clear_memos()
+    """
+    for memo in (_ENCODERS, _RUNS, _RUN_IDENTITIES, _GROUND_TRUTHS, _MEAN_PIXELS):
+        memo.clear()
+    _WEIGHT_DIGESTS.clear()
+
+
+def _file_stamp(path: Path) -> tuple[Any, ...]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path),)
+    return (str(path), st.st_mtime_ns, st.st_size)
+
+
+def _dir_stamp(folder: Path) -> tuple[Any, ...]:
+    """Stamps of a folder's files (not recursive)."""
+    try:
+        files = sorted(p for p in Path(folder).iterdir() if p.is_file())
+    except OSError:
+        return (str(folder),)
+    return tuple(_file_stamp(p) for p in files)
+
+
+_RUN_FILES = ("run.json", "config.yaml", "metrics.json", "model.safetensors")
+
+
+def _run_stamp(run: Any) -> tuple[Any, ...]:
+    """What a memoised run depends on: its files, its feature files and its dataset's files."""
+    parts: list[Any] = [_file_stamp(run.path / n) for n in _RUN_FILES]
+    for _, feat in sorted(run.features.items()):
+        parts += [_file_stamp(Path(feat.path)), _file_stamp(Path(feat.path).parent
+                                                            / "manifest.json")]
+    if run.dataset.path is not None:
+        parts.append(_dir_stamp(Path(run.dataset.path)))
+    return tuple(parts)
+
+
+def _open_run(path: Path, device: str | None = None) -> Any:  # -> Run
+    """``Run.load`` through the run memo, with dataset and features loaded (and checked)."""
+    from befa_viz.train import Run
+
+    key = (str(Path(path).resolve()), device)
+    hit = _RUNS.get(key)
+    if hit is not None:
+        run, stamp = hit
+        if _run_stamp(run) == stamp:
+            return run
+        log.debug("Run %s changed on disk; reloading it", run.name)
+    run = Run.load(path, device=device)
+    _ = run.dataset, run.features  # fingerprint checks happen here, and the stamp covers them
+    _RUNS.put(key, (run, _run_stamp(run)))
+    return run
+
+
+def _run_identity(path: Path) -> dict[str, Any]:
+    """A run folder's config identity (memoised by the stat of its config and run.json)."""
+    from befa_viz.train import Run
+
+    key = (str(Path(path).resolve()), _file_stamp(path / "config.yaml"),
+           _file_stamp(path / "run.json"))
+    hit = _RUN_IDENTITIES.get(key)
+    if hit is None:
+        hit = _RUN_IDENTITIES.put(key, Run.load(path).config.identity())
+    return dict(hit)
 
 
 def _variant_of(run: Any) -> str:
@@ -755,8 +902,11 @@ class ItemExplanation:
             run has no paired run or no comparison was asked for).
         scores: Per variant: ``drift``, ``omission`` (with ``q``, see
             :mod:`befa_viz.metrics.attribution`) against ``relevance``, ``deletion_auc`` /
-            ``insertion_auc`` (faithfulness of the attributed target), ``delta`` (IG
-            completeness error) and ``mass_in_mask`` (ground truth only).
+            ``insertion_auc`` (faithfulness of the attributed target; ``None`` when
+            f(x) − f(baseline) is too small next to the curve's swing to normalise it, see
+            ``deletion_resolution`` / ``insertion_resolution``, ``faithfulness_f_x`` /
+            ``faithfulness_f_baseline`` and :func:`befa_viz.metrics.perturbation_auc`),
+            ``delta`` (IG completeness error) and ``mass_in_mask`` (ground truth only).
         relevance: ``{"source": "ground_truth" | "behaviour_alignment", "note": str,
             "map": array}``: what drift and omission are measured against.
         runs: Run name per variant.
@@ -766,6 +916,8 @@ class ItemExplanation:
         cached: Per variant, whether the map came from the cache.
         sanity: Per variant, the item's Spearman ρ with each sanity control and whether it
             passes (``None`` unless asked for).
+        scores_cached: Per variant, whether its scores came from the score cache (no encoder
+            pass was needed).
     """
 
     item_id: str
@@ -780,6 +932,7 @@ class ItemExplanation:
     params: dict[str, Any]
     cached: dict[str, bool] = _field(default_factory=dict)
     sanity: dict[str, dict[str, Any]] | None = None
+    scores_cached: dict[str, bool] = _field(default_factory=dict)
 
     @property
     def variants(self) -> list[str]:
@@ -806,7 +959,7 @@ class ItemExplanation:
             "item": self.item, "runs": self.runs, "params": self.params,
             "relevance": {k: v for k, v in self.relevance.items() if k != "map"},
             "scores": self.scores, "gate": self.gate, "cached": self.cached,
-            "sanity": self.sanity,
+            "scores_cached": self.scores_cached, "sanity": self.sanity,
             "attributions": {v: {"method": a.method, "target": a.target, "delta": a.delta,
                                  "shape": list(np.shape(a.values))}
                              for v, a in self.attributions.items()},
@@ -846,20 +999,28 @@ def _feature_of(run: Any, modality: str) -> Any:
     return feats[modality]
 
 
-def encoder_for_run(run: Any, modality: str = "image", *, device: str | None = None) -> Any:
+def encoder_for_run(run: Any, modality: str = "image", *, device: str | None = None,
+                    reuse: bool = True) -> Any:
     """Rebuild the encoder that produced a run's features, checking its fingerprint.
 
     The encoder key comes from the run's feature manifest; the rebuilt encoder's fingerprint
     (key, weights, preprocessing) must equal the one the manifest recorded, so a heatmap is
     never computed with other weights than the features were made with.
 
+    Encoders are memoised in-process by (key, modality, recorded fingerprint, device): the
+    most recent :data:`ENCODER_MEMO_SIZE` are reused, their fingerprint checked again on every
+    hit (see :func:`clear_memos`).
+
     Args:
         run: A :class:`~befa_viz.train.Run`.
         modality: ``"image"`` or ``"text"``.
         device: Torch device (default: the run's).
+        reuse: Take the encoder from (and keep it in) the memo; ``False`` builds a private
+            one that the caller may modify.
 
     Returns:
-        The encoder, in eval mode.
+        The encoder, in eval mode (shared with other callers when ``reuse``: do not modify
+        it).
 
     Raises:
         ConfigError: If the run has no features of ``modality``.
@@ -883,13 +1044,17 @@ def encoder_for_run(run: Any, modality: str = "image", *, device: str | None = N
             "were imported, not encoded here), so their pixels/tokens cannot be attributed. "
             "Encode the dataset with 'befa-viz encode' and train the run on those features."
         )
-    encoder = create_encoder(key, modality=modality)
     recorded = feat.encoder_fingerprint
     if not recorded:
         raise DataError(
             f"The {modality} feature manifest of run {run.name} ({feat.path}) records encoder "
             f"{key!r} but not its fingerprint; re-encode with 'befa-viz encode' and retrain."
         )
+    memo_key = (key, modality, recorded, str(device or run.device))
+    encoder = _ENCODERS.get(memo_key) if reuse else None
+    built = encoder is None
+    if built:
+        encoder = create_encoder(key, modality=modality)
     current = encoder.fingerprint()
     if current != recorded:
         raise StaleArtifactError(
@@ -898,8 +1063,12 @@ def encoder_for_run(run: Any, modality: str = "image", *, device: str | None = N
             "(other weights or preprocessing). Attributions would explain another model: "
             "restore the original weights, or re-encode ('befa-viz encode') and retrain."
         )
-    encoder.eval()
-    return encoder.to(device or run.device)
+    if built:
+        encoder.eval()
+        encoder = encoder.to(device or run.device)
+        if reuse:
+            _ENCODERS.put(memo_key, encoder)
+    return encoder
 
 
 def find_paired_run(
@@ -926,6 +1095,13 @@ def find_paired_run(
     """
     from befa_viz.train import Run
 
+    found = _find_paired_dir(workspace, run)
+    return None if found is None else Run.load(found, device=run.device)
+
+
+def _find_paired_dir(workspace: Workspace | str | os.PathLike[str] | None,
+                     run: Any) -> Path | None:
+    """The folder of :func:`find_paired_run`'s choice (candidate configs read via a memo)."""
     folders = {run.path.parent.resolve()}
     if workspace is not None:
         folders.add(_attr_ws(workspace).runs_dir.resolve())
@@ -953,13 +1129,13 @@ def find_paired_run(
                     or {m: q.get("fingerprint") for m, q in info.get("features", {}).items()}
                     != feats):
                 continue
-            other = Run.load(p, device=run.device).config.identity()
+            other = _run_identity(p)
             same = sum(1 for k, v in ident.items()
                        if not k.startswith("adapter") and other.get(k) == v)
             rank = (same, meta_path.stat().st_mtime)
             if best is None or rank > best[0]:
                 best = (rank, p)
-    return None if best is None else Run.load(best[1], device=run.device)
+    return None if best is None else best[1]
 
 
 def resolve_attribution_run(
@@ -968,7 +1144,10 @@ def resolve_attribution_run(
     modality: str = "image",
 ) -> Any:  # -> Run
     """The run to explain: a :class:`~befa_viz.train.Run`, a name or folder, or (``None``) the
-    newest complete run of the current (latest) dataset that has ``modality`` features."""
+    newest complete run of the current (latest) dataset that has ``modality`` features.
+
+    A name, folder or ``None`` opens the run through the in-process run memo (see
+    :func:`clear_memos`): the returned run may be shared, treat it as read-only."""
     from befa_viz.errors import DataError
     from befa_viz.train import Run
 
@@ -976,7 +1155,7 @@ def resolve_attribution_run(
         return run
     ws = _attr_ws(workspace)
     if run is not None:
-        return load_run(ws, run)
+        return _open_run(resolve_run(ws, run))
     dataset = ws.resolve_dataset()
     runs = ws.run_dirs(dataset=dataset)
     with_mod = [p for p in runs
@@ -991,7 +1170,7 @@ def resolve_attribution_run(
         )
     log.info("Using run %s (the newest of dataset %r with %s features)", with_mod[-1].name,
              dataset, modality)
-    return Run.load(with_mod[-1])
+    return _open_run(with_mod[-1])
 
 
 def _item_text(ds: Any, idx: int, feat: Any) -> str:
@@ -1021,12 +1200,17 @@ def _dataset_mean_pixel(ds: Any, encoder: Any) -> list[float]:
     """Mean colour in [0, 1] of up to ``_MEAN_PIXEL_ITEMS`` evenly spaced item images."""
     import torch
 
+    key = (str(ds.path), ds.fingerprint(), encoder.fingerprint())
+    hit = _MEAN_PIXELS.get(key)
+    if hit is not None:
+        return list(hit)
     with_image = [i for i in range(ds.n_items) if ds.catalog.has_image(i)]
     pick = [with_image[int(j)] for j in
             np.linspace(0, len(with_image) - 1, min(_MEAN_PIXEL_ITEMS, len(with_image)))]
     with torch.no_grad():
         px = encoder.load_pixels([ds.catalog.image(i) for i in pick])
-    return [round(float(v), 6) for v in px.mean(dim=(0, 2, 3))]
+    return list(_MEAN_PIXELS.put(key, tuple(round(float(v), 6)
+                                            for v in px.mean(dim=(0, 2, 3)))))
 
 
 def _method_options(method: str, modality: str, n_steps: int, baseline: str | None,
@@ -1075,6 +1259,7 @@ class _Job:
     user: str | None
     seed: int
     cache: Any  # AttributionCache
+    scores: Any  # ScoreCache
     use_cache: bool
     batch_size: int
     dataset_fingerprint: str = ""
@@ -1142,6 +1327,10 @@ def _attributions(job: _Job, variant: str, items: list[int], target: str
     step = 1 if target == "random" else job.batch_size
 
     def compute(missing: list[int]) -> list[Any]:
+        with _COMPUTE_LOCK:  # shared (memoised) encoder and model: one computation at a time
+            return _compute(missing)
+
+    def _compute(missing: list[int]) -> list[Any]:
         out: list[Any] = []
         for s in range(0, len(missing), step):
             chunk = [items[j] for j in missing[s: s + step]]
@@ -1163,12 +1352,17 @@ def _attributions(job: _Job, variant: str, items: list[int], target: str
 
 
 def _ground_truth(ds: Any) -> Any:
+    """The synthetic shop's ground truth (``None`` for other data), memoised by file stats."""
     from befa_viz.data.synth import load_ground_truth
 
     folder = getattr(ds, "path", None)
     if folder is None or not (Path(folder) / "generator.json").is_file():
         return None
-    return load_ground_truth(folder)
+    folder = Path(folder)
+    key = (str(folder.resolve()), _file_stamp(folder / "generator.json"),
+           _dir_stamp(folder / "ground_truth"))
+    hit = _GROUND_TRUTHS.get(key)
+    return hit if hit is not None else _GROUND_TRUTHS.put(key, load_ground_truth(folder))
 
 
 def _text_truth(gt: Any, item_id: str, field_: str, text: str, att: Any) -> np.ndarray | None:
@@ -1201,7 +1395,7 @@ def _faithfulness(job: _Job, variant: str, item: int, target: str, att: Any,
 
     from befa_viz.attribution import create_target, make_baseline
     from befa_viz.attribution.explain import prepare_inputs
-    from befa_viz.metrics import deletion_auc, insertion_auc
+    from befa_viz.metrics import perturbation_auc
 
     run = job.runs[variant]
     model = run.model
@@ -1233,7 +1427,8 @@ def _faithfulness(job: _Job, variant: str, item: int, target: str, att: Any,
         keep = inputs["attention_mask"][0].bool()
         ids = ids[keep]
         if token_values is None or len(token_values) != ids.numel():
-            return {"deletion_auc": None, "insertion_auc": None}
+            return {"deletion_auc": None, "insertion_auc": None,
+                    "faithfulness_steps": int(n_steps)}
         pad = int(getattr(job.encoder, "pad_token_id", 0))
         special = set(getattr(job.encoder, "special_token_ids", None)
                       or getattr(getattr(job.encoder, "tokenizer", None), "all_special_ids", None)
@@ -1248,14 +1443,67 @@ def _faithfulness(job: _Job, variant: str, item: int, target: str, att: Any,
                 rows = torch.zeros(t.shape[0], dtype=torch.long, device=dev)
                 return tgt(job.encoder(t, torch.ones_like(t)), rows).cpu().numpy()
         base_name = "pad"
-    with warnings.catch_warnings():  # f(x) == f(baseline) gives NaN; recorded as null
+    # f(x) == f(baseline), or a curve whose ends are too close to normalise it (resolution
+    # below metrics.MIN_RESOLUTION), gives NaN: recorded as null, with the resolution beside it
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", UserWarning)
-        d = deletion_auc(f, x, b, amap, n_steps=n_steps, seed=job.seed)
-        ins = insertion_auc(f, x, b, amap, n_steps=n_steps, seed=job.seed)
-    return {"deletion_auc": None if not np.isfinite(d) else d,
-            "insertion_auc": None if not np.isfinite(ins) else ins,
+        d = perturbation_auc(f, x, b, amap, n_steps=n_steps, seed=job.seed)
+        ins = perturbation_auc(f, x, b, amap, insert=True, n_steps=n_steps, seed=job.seed)
+    return {"deletion_auc": _num(d["auc"]), "insertion_auc": _num(ins["auc"]),
+            "deletion_resolution": _num(d["resolution"]),
+            "insertion_resolution": _num(ins["resolution"]),
+            "faithfulness_f_x": _num(d["f_x"]), "faithfulness_f_baseline": _num(d["f_baseline"]),
             "faithfulness_baseline": str(base_name), "faithfulness_steps": int(n_steps)}
+
+
+def _faithfulness_baseline(job: _Job) -> str:
+    return (str(job.options.get("baseline", DEFAULT_BASELINES["image"]))
+            if job.modality == "image" else "pad")
+
+
+def _variant_scores(job: _Job, variant: str, item: int, target: str, att: Any,
+                    rel_map: np.ndarray, is_mask: bool, q: float, faithfulness_steps: int
+                    ) -> tuple[dict[str, Any], bool]:
+    """One variant's scores, from the score cache when possible; and whether they all were.
+
+    Two entries per map (:class:`~befa_viz.attribution.cache.ScoreCache`): ``regions``
+    (drift, omission, mass in mask: keyed by the map's and the relevance map's digests and
+    ``q``) and ``faithfulness`` (the deletion / insertion curves, the only part that runs the
+    encoder: keyed by the map's digest, the curve points and baseline), so changing ``q``
+    never reruns the curves.
+    """
+    from befa_viz.attribution.cache import array_digest, attribution_digest
+
+    key = _key(job, job.runs[variant], item, target, job.options) if job.use_cache else None
+    digest = attribution_digest(att) if job.use_cache else ""
+
+    def cached(part: str, inputs: dict[str, str], params: dict[str, Any],
+               compute: Any) -> tuple[dict[str, Any], bool]:
+        params = {**params, "version": SCORING_VERSION}
+        if key is not None:
+            hit = job.scores.get(key, part, inputs, params)
+            if hit is not None:
+                return hit, True
+        out = compute()
+        if key is not None:
+            job.scores.put(key, part, inputs, params, out)
+        return out, False
+
+    def faithfulness() -> dict[str, Any]:
+        with _COMPUTE_LOCK:
+            return _faithfulness(job, variant, item, target, att, faithfulness_steps)
+
+    regions, hit_r = cached(
+        "regions",
+        {"map": digest, "relevance": array_digest(rel_map) if key is not None else ""},
+        {"q": float(q), "is_mask": bool(is_mask)},
+        lambda: _scores(att, rel_map, is_mask, q))
+    faith, hit_f = cached(
+        "faithfulness", {"map": digest},
+        {"steps": int(faithfulness_steps), "baseline": _faithfulness_baseline(job)},
+        faithfulness)
+    return {**regions, **faith}, hit_r and hit_f
 
 
 def _num(v: Any) -> float | None:
@@ -1321,7 +1569,10 @@ def explain_items(
     Items are batched: all uncached maps of one variant are computed in chunks of
     ``batch_size`` items (items and integration steps in one pass, see
     :mod:`befa_viz.attribution.methods`). Maps are cached in the workspace
-    (:mod:`befa_viz.attribution.cache`); scores are recomputed from them.
+    (:mod:`befa_viz.attribution.cache`), and so are the scores computed from them (keyed by
+    the map's key, the digests of the map and relevance map, ``q`` and
+    ``faithfulness_steps``): a repeated request runs no encoder pass. Encoders and runs are
+    reused across calls through in-process memos (:func:`clear_memos`).
 
     Drift and omission are measured against a relevance map: the dataset's ground-truth mask
     when it has one (the synthetic shop's product mask; for text, its relevant words), else
@@ -1369,7 +1620,7 @@ def explain_items(
             available now.
     """
     from befa_viz.attribution import ATTRIBUTIONS, TARGETS, sanity_check
-    from befa_viz.attribution.cache import AttributionCache
+    from befa_viz.attribution.cache import AttributionCache, ScoreCache
     from befa_viz.cache import Cache
     from befa_viz.errors import ConfigError, DataError
 
@@ -1393,7 +1644,8 @@ def explain_items(
     main_run = resolve_attribution_run(ws, run, modality)
     runs = {_variant_of(main_run): main_run}
     if compare_adapter:
-        pair = find_paired_run(ws, main_run)
+        pair_dir = _find_paired_dir(ws, main_run)
+        pair = None if pair_dir is None else _open_run(pair_dir, main_run.device)
         if pair is None:
             other = "none" if _variant_of(main_run) == "with" else "befa"
             raise ConfigError(
@@ -1452,7 +1704,8 @@ def explain_items(
     cache_obj = cache if isinstance(cache, Cache) else (Cache(cache) if cache else ws.cache())
     job = _Job(ws=ws, ds=ds, encoder=encoder, runs=runs, modality=modality, target=target,
                method=method, options=options, user_idx=user_idx, user=user, seed=seed,
-               cache=AttributionCache(cache_obj), use_cache=use_cache,
+               cache=AttributionCache(cache_obj), scores=ScoreCache(cache_obj),
+               use_cache=use_cache,
                batch_size=int(batch_size), dataset_fingerprint=ds.fingerprint())
 
     gt = _ground_truth(ds)
@@ -1481,10 +1734,12 @@ def explain_items(
     sanity_out: dict[str, Any] = {}
     if sanity:
         for v, r in runs.items():
-            rep = sanity_check(encoder, r.model, _inputs(job, idx), idx,
-                               target=_target_for(v, target), method=method, seed=seed,
-                               attributions=maps[v], modality=modality,
-                               users=ds.interactions.train(), user_idx=user_idx, **options)
+            with _COMPUTE_LOCK:
+                rep = sanity_check(encoder, r.model, _inputs(job, idx), idx,
+                                   target=_target_for(v, target), method=method, seed=seed,
+                                   attributions=maps[v], modality=modality,
+                                   users=ds.interactions.train(), user_idx=user_idx,
+                                   **options)
             sanity_out[v] = rep
 
     text_field = (main_run.features[modality].manifest.get("policies") or {}).get(
@@ -1513,13 +1768,11 @@ def explain_items(
                 relevance["note"] += " (the ground-truth words could not be aligned)"
         relevance["map"] = rel_map
         scores: dict[str, dict[str, Any]] = {}
+        scores_hit: dict[str, bool] = {}
         for v in runs:
-            att = maps[v][j]
-            sc = _scores(att, rel_map, is_mask, q)
-            sc["relevance"] = relevance["source"]
-            sc.update(_faithfulness(job, v, i, _target_for(v, target), att,
-                                    faithfulness_steps))
-            scores[v] = sc
+            sc, scores_hit[v] = _variant_scores(job, v, i, _target_for(v, target), maps[v][j],
+                                                rel_map, is_mask, q, faithfulness_steps)
+            scores[v] = {**sc, "relevance": relevance["source"]}
         san = None
         if sanity:
             san = {v: {"rho": {c: _num(rep.rho[c][j]) for c in rep.rho},
@@ -1537,7 +1790,7 @@ def explain_items(
                     "user": user, "seed": seed, "encoder": encoder.key,
                     "encoder_fingerprint": encoder.fingerprint(), "dataset": ds.name,
                     "dataset_fingerprint": job.dataset_fingerprint, "q": q},
-            cached={v: hits[v][j] for v in runs}, sanity=san))
+            cached={v: hits[v][j] for v in runs}, sanity=san, scores_cached=scores_hit))
     if top_drift is not None:
         rank_v = _variant_of(main_run)
 
@@ -1577,8 +1830,8 @@ def explain_item(
         >>> from befa_viz.testing import toy_workspace
         >>> ws = toy_workspace()
         >>> e = explain_item("i3", workspace=ws, n_steps=4)
-        >>> e.variants, e.relevance["source"], sorted(e.scores["with"])[:2]
-        (['without', 'with'], 'behaviour_alignment', ['deletion_auc', 'delta'])
+        >>> e.variants, e.relevance["source"], {"drift", "deletion_auc"} <= set(e.scores["with"])
+        (['without', 'with'], 'behaviour_alignment', True)
     """
     return explain_items(
         [item_id], workspace=workspace, run=run, modality=modality, target=target,

@@ -34,9 +34,14 @@ class BehaviorAdapter(nn.Module):
             near 0.5 and a negative value starts it closed. A gate pinned near 1 makes the
             adapter a no-op.
         temperature: Divides the pre-sigmoid logits; < 1 sharpens the gate, > 1 softens it.
-        gate_reg: Weight of an L1 penalty on the mean gate value that the backbone adds to
-            its loss (:meth:`~befa_viz.models.base.Recommender.gate_penalty`); 0 (the
-            paper's setting) disables it. Use it against gate collapse towards 1.
+        gate_reg: Weight of a gate penalty the backbone adds to its loss
+            (:meth:`~befa_viz.models.base.Recommender.gate_penalty`); 0 (the paper's setting)
+            disables it. Use it against gate collapse towards 1.
+        gate_target: ``None``: the penalty is L1, the batch's mean gate. A number t in
+            (0, 1): the penalty is (mean gate − t)², a budget that keeps a share t of the
+            dimensions open on average and leaves the adapter to choose which. Because the
+            backbone can rescale its other embeddings, plain L1 tends to close every gate
+            at once; the budget form avoids that.
 
     Example:
         >>> a = BehaviorAdapter(dim=4)
@@ -47,7 +52,7 @@ class BehaviorAdapter(nn.Module):
 
     def __init__(self, dim: int = 64, n_layers: int = 1, dropout: float = 0.1,
                  gate_bias: float | None = None, temperature: float = 1.0,
-                 gate_reg: float = 0.0) -> None:
+                 gate_reg: float = 0.0, gate_target: float | None = None) -> None:
         super().__init__()
         if n_layers < 1:
             raise ConfigError(f"Adapter n_layers must be >= 1, got {n_layers}.")
@@ -57,8 +62,11 @@ class BehaviorAdapter(nn.Module):
             raise ConfigError(f"Adapter temperature must be > 0, got {temperature}.")
         if gate_reg < 0:
             raise ConfigError(f"Adapter gate_reg must be >= 0, got {gate_reg}.")
+        if gate_target is not None and not 0 < gate_target < 1:
+            raise ConfigError(f"Adapter gate_target must be in (0, 1) or None, got {gate_target}.")
         hidden = n_layers * dim
         self.temperature, self.gate_reg = float(temperature), float(gate_reg)
+        self.gate_target = None if gate_target is None else float(gate_target)
         self.mlp = nn.Sequential(
             nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden), nn.Tanh(), nn.Dropout(dropout),
@@ -66,6 +74,12 @@ class BehaviorAdapter(nn.Module):
         )
         if gate_bias is not None:
             nn.init.constant_(self.mlp[-1].bias, gate_bias)
+
+    def penalty(self, gate: torch.Tensor) -> torch.Tensor:
+        """The weighted gate penalty for gate values ``[B, d]`` (0 when ``gate_reg`` is 0)."""
+        if self.gate_target is None:
+            return self.gate_reg * gate.mean()
+        return self.gate_reg * (gate.mean() - self.gate_target) ** 2
 
     def gate(self, content: torch.Tensor) -> torch.Tensor:
         """Gate g(ċ) ∈ (0,1)^d for projected content ``[B, d]``."""

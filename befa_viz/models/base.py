@@ -143,17 +143,17 @@ class Recommender(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} does not define content_user_vectors.")
 
     def gate_penalty(self, item_idx: torch.Tensor) -> torch.Tensor:
-        """Σ_m gate_reg_m · mean gate of the items ``item_idx`` (0 without an adapter).
+        """Σ_m of the adapters' gate penalties on the items ``item_idx`` (0 without one).
 
         The adapter's ``gate_reg`` (0 by default, as in the paper) weights an L1 penalty on the
-        gate; it pushes the gate away from the all-ones no-op a plain BPR objective settles in.
+        mean gate, or with ``gate_target`` a budget (mean gate − target)²; it pushes the gate
+        away from the all-ones no-op that a plain BPR objective settles in.
         """
         total = torch.zeros((), device=item_idx.device)
         for m, adapter in self.adapters.items():
-            weight = float(getattr(adapter, "gate_reg", 0.0))
-            if weight > 0:
+            if float(getattr(adapter, "gate_reg", 0.0)) > 0:
                 g = self.gate(m, self.raw_features(m)[item_idx])
-                total = total + weight * g.mean()
+                total = total + adapter.penalty(g)  # type: ignore[operator]  # BehaviorAdapter
         return total
 
     # -- training / scoring -----------------------------------------------------------------

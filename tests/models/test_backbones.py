@@ -246,18 +246,22 @@ def test_bm3_content_user_vectors_score_content_as_an_item(toy_parts):
         assert torch.allclose(diff, diff[:, :1].expand_as(diff), atol=1e-5)
 
 
-def test_gate_reg_adds_the_mean_gate(toy_parts):
+@pytest.mark.parametrize("target", [None, 0.3])
+def test_gate_reg_adds_the_gate_penalty(toy_parts, target):
     users, pos, neg = _triples(toy_parts)
     losses = {}
     for reg in (0.0, 2.0):
-        model = _build("vbpr", "befa", toy_parts, adapter_kwargs={"gate_reg": reg})
+        model = _build("vbpr", "befa", toy_parts,
+                       adapter_kwargs={"gate_reg": reg, "gate_target": target})
         model.eval()  # no adapter dropout: the two losses differ only by the penalty
         losses[reg] = model.loss(users, pos, neg)
     items = torch.cat([pos, neg])
     with torch.no_grad():
-        mean_gate = torch.stack([model.gate(m, model.raw_features(m)[items]).mean()
-                                 for m in model.modalities]).sum()
-    assert torch.allclose(losses[2.0] - losses[0.0], 2.0 * mean_gate, atol=1e-6)
+        means = [model.gate(m, model.raw_features(m)[items]).mean() for m in model.modalities]
+    expected = sum(2.0 * (g if target is None else (g - target) ** 2) for g in means)
+    assert torch.allclose(losses[2.0] - losses[0.0], expected, atol=1e-6)
+    with pytest.raises(ConfigError, match="gate_target"):
+        _build("vbpr", "befa", toy_parts, adapter_kwargs={"gate_target": 1.5})
 
 
 def test_vbpr_recovers_planted_colour_preference():
