@@ -359,7 +359,7 @@ def aggregate(items: Any, controls: Sequence[str] = ("random_target", "input")) 
             row["ratio"] = row["mass_in_mask"] / row["chance"]
         if "decoy_mass" in row and row.get("decoy_chance", 0) > 0:
             row["decoy_ratio"] = row["decoy_mass"] / row["decoy_chance"]
-        ok = True
+        ok = all(f"margin_{c}" in df.columns for c in controls)  # every control was measured
         for c in controls:
             col = f"margin_{c}"
             if col not in df.columns:

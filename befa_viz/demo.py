@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from befa_viz.errors import ConfigError
+from befa_viz.errors import ConfigError, DataError
 from befa_viz.workspace import Workspace
 
 __all__ = ["DEMO_SIZES", "DemoResult", "DemoSize", "run_demo"]
@@ -282,7 +282,12 @@ def _run(ws: Workspace, size: str, cfg: DemoSize, stages: _Stages, progress: boo
     reused: dict[str, bool] = {}
     stages.start("shop")
     existed = (ws.dataset_dir(cfg.dataset) / "dataset.json").is_file()
-    pipeline.synth_dataset(ws, cfg.dataset, progress=progress, **dict(cfg.shop))
+    try:
+        pipeline.synth_dataset(ws, cfg.dataset, progress=progress, **dict(cfg.shop))
+    except DataError as e:
+        raise DataError(f"{e} The demo needs its own {cfg.dataset!r}: run it in another "
+                        f"workspace (befa-viz demo --workspace DIR) or remove "
+                        f"{ws.dataset_dir(cfg.dataset)}.") from None
     reused["shop"] = existed  # synth_dataset raises when an existing dataset differs
     stages.done()
 
@@ -316,7 +321,7 @@ def _run(ws: Workspace, size: str, cfg: DemoSize, stages: _Stages, progress: boo
 
     stages.start("explain sample")
     ds = runs["without"].dataset
-    picked, expensive = sample_items(ds, cfg.n_items, cfg.n_items_expensive)
+    _, expensive = sample_items(ds, cfg.n_items, cfg.n_items_expensive)
     ids = [ds.catalog.item_ids[i] for i in expensive]
     explanations: dict[str, list[Any]] = {}
     for method in cfg.demo_methods:

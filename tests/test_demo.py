@@ -89,3 +89,13 @@ def test_cli_demo_small(first):
 def test_unknown_size_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="small"):
         run_demo(tmp_path, size="huge")  # type: ignore[arg-type]
+
+
+def test_a_different_shop_of_the_same_name_is_not_overwritten(tmp_path):
+    from befa_viz.errors import DataError
+
+    pipeline.synth_dataset(tmp_path, "shop-small", n_items=8, n_users=4, image_size=32,
+                           interactions_per_user=(3, 4))
+    with pytest.raises(DataError, match="--workspace"):
+        run_demo(tmp_path, size="small", progress=False)
+    assert pipeline.Workspace(tmp_path).run_dirs() == []
