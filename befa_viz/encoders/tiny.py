@@ -62,13 +62,16 @@ _WORD = re.compile(r"[A-Za-z0-9']+|[^\sA-Za-z0-9]")
 class TinyText(TextEncoder):
     """Hashed-vocabulary word embeddings, masked mean pooling and a linear layer.
 
+    Words hash into ``vocab_size`` ids (large by default so that the few hundred words of a
+    toy corpus rarely collide; ``tokens()`` maps an id back to the first word seen with it).
+
     Example:
         >>> enc = TinyText(dim=8)
         >>> enc.encode_texts(["red shoe", "a blue hat"]).shape
         (2, 8)
     """
 
-    def __init__(self, dim: int = 32, vocab_size: int = 512, width: int = 32,
+    def __init__(self, dim: int = 32, vocab_size: int = 65536, width: int = 32,
                  max_length: int = 32, seed: int = 0) -> None:
         super().__init__()
         self.key = "tiny:text"
