@@ -11,7 +11,11 @@ backbone in these settings:
 - ``T0.25``: ``adapter_temperature=0.25`` (sharper sigmoid);
 - ``reg0.1/t0.5``, ``reg1/t0.5``: ``adapter_params.gate_reg`` 0.1 / 1 with
   ``adapter_params.gate_target=0.5`` (budget penalty (mean gate − 0.5)²);
-- ``bias-2``: ``adapter_gate_bias=-2`` (every gate starts near 0.12).
+- ``bias-2``: ``adapter_gate_bias=-2`` (every gate starts near 0.12);
+- FREEDOM only, ``aux0.1``, ``aux0.1+befa``, ``aux0.1+reg1/t0.5``: the same with
+  ``model_params.aux_weight=0.1``. FREEDOM's content, and so the adapter, reaches the loss only
+  through an auxiliary BPR term weighted by ``aux_weight`` (1e-4 by default), which leaves the
+  adapter almost no gradient; these are compared with ``aux0.1`` (no adapter).
 
 It reports test Recall@20 / NDCG@20 at the best validation epoch and the gate distribution over
 all items × dimensions (``gate`` in each run's ``metrics.json``): mean, 5th/50th/95th percentile,
@@ -55,7 +59,19 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "reg0.1/t0.5": ("befa", {"adapter_params": {"gate_reg": 0.1, "gate_target": 0.5}}),
     "reg1/t0.5": ("befa", {"adapter_params": {"gate_reg": 1.0, "gate_target": 0.5}}),
     "bias-2": ("befa", {"adapter_gate_bias": -2.0}),
+    # FREEDOM only: its content (and so the adapter) enters the loss only through an auxiliary
+    # BPR term weighted by aux_weight (default 1e-4); these raise it to 0.1 (BeFA's grid top).
+    "aux0.1": ("none", {"model_params": {"aux_weight": 0.1}}),
+    "aux0.1+befa": ("befa", {"model_params": {"aux_weight": 0.1}}),
+    "aux0.1+reg1/t0.5": ("befa", {"model_params": {"aux_weight": 0.1},
+                                  "adapter_params": {"gate_reg": 1.0, "gate_target": 0.5}}),
 }
+FREEDOM_ONLY = ("aux0.1", "aux0.1+befa", "aux0.1+reg1/t0.5")
+
+
+def _baseline(name: str) -> str:
+    """The adapter-free config a setting is compared with."""
+    return "aux0.1" if name.startswith("aux0.1") else "none"
 GATE_KEYS = ("mean", "q05", "q50", "q95", "frac_below_0.1", "frac_above_0.9")
 
 
@@ -83,12 +99,13 @@ def _fmt_gate(gs: list[dict[str, float]]) -> str:
 
 def tables(rows: list[dict[str, Any]]) -> str:
     """Markdown: one row per (model, config), seeds averaged; gate per modality."""
-    out = ["| model | config | seeds | R@20 | N@20 | ΔR@20 vs none | modality | gate mean | "
+    out = ["| model | config | seeds | R@20 | N@20 | ΔR@20 vs no adapter | modality | gate mean | "
            "q05 / q50 / q95 | <0.1 | >0.9 |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for model in dict.fromkeys(r["model"] for r in rows):
-        base = [r["recall20"] for r in rows if r["model"] == model and r["config"] == "none"]
         for name in CONFIGS:
+            base = [r["recall20"] for r in rows
+                    if r["model"] == model and r["config"] == _baseline(name)]
             rs = [r for r in rows if r["model"] == model and r["config"] == name]
             if not rs:
                 continue
@@ -133,6 +150,8 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         for model in args.models.split(","):
             for name in configs:
+                if name in FREEDOM_ONLY and model != "freedom":
+                    continue
                 r = _train(args.workspace, model, name, seed, args.epochs, args.lr, features)
                 rows.append(r)
                 print(f"[{time.perf_counter() - t0:6.0f}s] {model:8s} {name:12s} seed {seed}: "

@@ -155,10 +155,12 @@ def rank_metrics(
 
 
 class MostPopular:
-    """Scores every item by its number of training interactions (same for every user).
+    """Ranks every item by its number of training interactions (same for every user).
 
     A non-personalised floor every recommender has to beat. It has the
-    ``score_users`` method that :func:`befa_viz.train.evaluate` calls.
+    ``score_users`` method that :func:`befa_viz.train.evaluate` calls. Scores are popularity
+    ranks (``n_items - 1`` for the most popular item), ties broken by item index, so the
+    ranking never depends on how ``torch.topk`` orders equal scores.
 
     Args:
         train_matrix: Binary user × item training matrix (``scipy.sparse``).
@@ -166,16 +168,19 @@ class MostPopular:
     Example:
         >>> import scipy.sparse as sp
         >>> mp = MostPopular(sp.csr_matrix(np.array([[1, 0, 1], [0, 0, 1]])))
-        >>> mp.score_users(torch.tensor([0])).tolist()
-        [[1.0, 0.0, 2.0]]
+        >>> mp.counts.tolist(), mp.score_users(torch.tensor([0])).tolist()
+        ([1.0, 0.0, 2.0], [[1.0, 0.0, 2.0]])
     """
 
     multimodal = False
 
     def __init__(self, train_matrix: Any) -> None:
-        counts = np.asarray(train_matrix.sum(axis=0), dtype=np.float32).ravel()  # [I]
-        self.n_items = counts.shape[0]
-        self.popularity = torch.from_numpy(counts)
+        self.counts = np.asarray(train_matrix.sum(axis=0), dtype=np.float64).ravel()  # [I]
+        self.n_items = self.counts.shape[0]
+        order = np.lexsort((np.arange(self.n_items), -self.counts))  # most popular first
+        rank_score = np.empty(self.n_items, dtype=np.float32)
+        rank_score[order] = np.arange(self.n_items - 1, -1, -1, dtype=np.float32)
+        self.popularity = torch.from_numpy(rank_score)
 
     def score_users(self, user_idx: torch.Tensor) -> torch.Tensor:
         """Popularity of every item for each user, ``[B, n_items]``."""

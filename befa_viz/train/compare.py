@@ -132,7 +132,8 @@ class Comparison:
         for m in sorted(gates[0]) if gates else []:
             means = [g[m]["mean"] for g in gates]
             lines.append(f"BeFA gate ({m}): mean {np.mean(means):.3f} over seeds; "
-                         f"q05–q95 of seed 1: {gates[0][m]['q05']:.3f}–{gates[0][m]['q95']:.3f}.")
+                         f"q05–q95 of seed 1: {gates[0][m]['q05']:.3f}–"
+                         f"{gates[0][m]['q95']:.3f}.")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,7 +156,8 @@ class Comparison:
         for ax, (split, metrics) in zip(axes, self.summary.items(), strict=True):
             names = list(metrics)
             x = np.arange(len(names))
-            for j, (variant, colour) in enumerate(zip(VARIANTS, ("#8c8c8c", "#1f77b4"), strict=True)):
+            colours = ("#8c8c8c", "#1f77b4")
+            for j, (variant, colour) in enumerate(zip(VARIANTS, colours, strict=True)):
                 means = [metrics[m][variant]["mean"] for m in names]
                 stds = [metrics[m][variant]["std"] for m in names]
                 ax.bar(x + (j - 0.5) * width, means, width, yerr=stds, capsize=3, color=colour,
@@ -175,7 +177,8 @@ class Comparison:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         paths = {k: folder / f"comparison.{k}" for k in ("json", "csv", "png", "svg")}
-        atomic_write_bytes(paths["json"], json.dumps(self.to_dict(), indent=2, default=_json_default).encode())
+        blob = json.dumps(self.to_dict(), indent=2, default=_json_default).encode()
+        atomic_write_bytes(paths["json"], blob)
         atomic_write_bytes(paths["csv"], self.table().to_csv(index=False).encode())
         fig = self.figure()
         for fmt in ("png", "svg"):
@@ -221,10 +224,11 @@ def compare(
     from befa_viz.models import MODELS
 
     if not getattr(MODELS.get(config.model), "multimodal", True):
+        multimodal = [n for n in MODELS.names() if getattr(MODELS.get(n), "multimodal", True)]
         raise ConfigError(
             f"{config.model!r} is a behaviour-only backbone: it has no content pathway, so there "
             "is nothing to compare with and without the adapter. Choose a multimodal backbone "
-            f"({', '.join(n for n in MODELS.names() if getattr(MODELS.get(n), 'multimodal', True))})."
+            f"({', '.join(multimodal)})."
         )
     seed_list = (list(range(config.seed, config.seed + int(seeds))) if isinstance(seeds, int)
                  else [int(s) for s in seeds])

@@ -101,7 +101,8 @@ class TrainConfig:
             )
         if int(k) not in self.topk:
             raise ConfigError(
-                f"Config 'metric' {self.metric!r} uses k={k}, which is not in topk {list(self.topk)}."
+                f"Config 'metric' {self.metric!r} uses k={k}, which is not in topk "
+                f"{list(self.topk)}."
             )
 
     def adapter_kwargs(self) -> dict[str, Any]:

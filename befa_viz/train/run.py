@@ -53,7 +53,8 @@ _META_KEY = "befa_viz"
 
 # ---- small file helpers ---------------------------------------------------------------------
 def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+    atomic_write_bytes(path, text.encode())
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -75,7 +76,9 @@ def _dense_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
             if v.layout == torch.strided}
 
 
-def _load_weights(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], source: Path) -> None:
+def _load_weights(
+    model: torch.nn.Module, weights: Mapping[str, torch.Tensor], source: Path
+) -> None:
     expected = model.state_dict()
     sparse = {k for k, v in expected.items() if v.layout != torch.strided}
     missing = set(expected) - set(weights) - sparse
@@ -120,7 +123,9 @@ def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dic
     return tensors, {"param_groups": sd["param_groups"], "state": state_meta}
 
 
-def _unflatten_optimizer(tensors: Mapping[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+def _unflatten_optimizer(
+    tensors: Mapping[str, torch.Tensor], meta: dict[str, Any]
+) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {int(i): dict(m) for i, m in meta["state"].items()}
     for key, v in tensors.items():
         _, idx, name = key.split(".", 2)
@@ -128,7 +133,9 @@ def _unflatten_optimizer(tensors: Mapping[str, torch.Tensor], meta: dict[str, An
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def _save_last(path: Path, model: torch.nn.Module, state: TrainState, ident: dict[str, Any]) -> None:
+def _save_last(
+    path: Path, model: torch.nn.Module, state: TrainState, ident: dict[str, Any]
+) -> None:
     tensors = {f"model.{k}": v for k, v in _dense_state(model).items()}
     opt_tensors, opt_meta = _flatten_optimizer(state.optimizer or {"state": {}, "param_groups": []})
     tensors.update(opt_tensors)

@@ -75,7 +75,8 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
         [{'lr': 0.1, 'dim': 8}, {'lr': 0.2, 'dim': 8}]
     """
     keys = list(grid)
-    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
+    combos = itertools.product(*(grid[k] for k in keys))
+    return [dict(zip(keys, combo, strict=True)) for combo in combos]
 
 
 @dataclass

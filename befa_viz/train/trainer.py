@@ -12,6 +12,7 @@ import copy
 import inspect
 import logging
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,11 +167,13 @@ def gate_summary(model: torch.nn.Module) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     try:
         for m in model.modalities:  # type: ignore[attr-defined]  # Recommender attribute
-            g = model.gate(m, model.raw_features(m)).float().flatten()  # type: ignore[operator]  # Recommender method
+            # Recommender methods, not on the nn.Module type
+            g = model.gate(m, model.raw_features(m)).float().flatten()  # type: ignore[operator]
             q = torch.quantile(g.cpu(), torch.tensor(GATE_QUANTILES))
             out[m] = {
                 "mean": float(g.mean()), "std": float(g.std()),
-                **{f"q{int(p * 100):02d}": float(v) for p, v in zip(GATE_QUANTILES, q, strict=True)},
+                **{f"q{int(p * 100):02d}": float(v)
+                   for p, v in zip(GATE_QUANTILES, q, strict=True)},
                 "frac_above_0.9": float((g > 0.9).float().mean()),
                 "frac_below_0.1": float((g < 0.1).float().mean()),
             }
@@ -320,4 +323,12 @@ def fit(
     t1 = time.perf_counter()
     test = evaluate(model, inter, "test", mask_valid=config.mask_valid_in_test, **eval_kw)
     eval_seconds += time.perf_counter() - t1
-    return FitResult(state, best, test, gate_summary(model), train_seconds, eval_seconds)
+    gate = gate_summary(model)
+    pinned = [m for m, g in gate.items() if g["q05"] > 0.95]
+    if pinned:
+        warnings.warn(
+            f"The BeFA gate of {config.model!r} is pinned near 1 for {', '.join(pinned)} (5th "
+            f"percentile > 0.95): the adapter passes the behaviour embedding through almost "
+            "unchanged. Consider adapter_gate_bias < 0, adapter_temperature, "
+            "adapter_params.gate_reg or a lower lr.", stacklevel=2)
+    return FitResult(state, best, test, gate, train_seconds, eval_seconds)

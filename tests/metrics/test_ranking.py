@@ -65,4 +65,5 @@ def test_most_popular_ranks_by_training_count():
     mp = MostPopular(train)
     s = mp.score_users(torch.tensor([2, 0]))
     assert s.shape == (2, 4) and s[0].argmax().item() == 1
-    assert s[1].tolist() == [1.0, 3.0, 0.0, 1.0]
+    assert mp.counts.tolist() == [1.0, 3.0, 0.0, 1.0]
+    assert s[1].argsort(descending=True).tolist() == [1, 0, 3, 2]  # ties: lower index first

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import yaml
-from tests.train.conftest import write_features
 from typer.testing import CliRunner
 
 from befa_viz.cli import app
@@ -17,6 +16,7 @@ from befa_viz.testing import toy_dataset
 from befa_viz.train import TrainConfig, expand_grid, load_train_config, paired_tests
 from befa_viz.train.config import CONFIGS_DIR
 from befa_viz.workspace import Workspace
+from tests.train.conftest import write_features
 
 FAST = ["--set", "dim=8", "--set", "batch_size=16", "--set", "lr=0.05"]
 
@@ -93,7 +93,8 @@ def test_cli_compare_writes_table_json_and_figure(ws):
     data = json.loads((report / "comparison.json").read_text())
     assert len(data["runs"]["none"]) == 2 and len(data["runs"]["befa"]) == 2
     assert set(data["tests"]["test"]) == {"Recall@10", "Recall@20", "NDCG@10", "NDCG@20"}
-    assert (report / "comparison.png").stat().st_size > 1000 and (report / "comparison.svg").is_file()
+    assert (report / "comparison.png").stat().st_size > 1000
+    assert (report / "comparison.svg").is_file()
     assert data["per_user"]["selected_by"] == "valid Recall@20"
 
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from tests.train.conftest import TOY_MM, planted, write_features
 
 from befa_viz.data.types import Interactions, RecDataset
 from befa_viz.errors import ConfigError, DataError, StaleArtifactError, UnknownNameError
@@ -22,6 +21,7 @@ from befa_viz.train import (
     load_train_config,
     train,
 )
+from tests.train.conftest import TOY_MM, planted, write_features
 
 FAST = {"epochs": 6, "lr": 0.05, "batch_size": 64, "dim": 16, "patience": 50}
 
@@ -122,6 +122,7 @@ def test_multimodal_with_adapter_learns_and_reports_gate(tmp_path, planted_data,
     assert plain.gate == {} and not plain.model.adapters
 
 
+@pytest.mark.filterwarnings("ignore:The BeFA gate")
 def test_same_seed_same_metrics_other_seed_differs(tmp_path, planted_data, toy_models):
     ds, feat_dir = planted_data
     c = cfg(model=TOY_MM, adapter="befa", adapter_dropout=0.3, features={"image": str(feat_dir)})
