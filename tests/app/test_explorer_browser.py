@@ -96,6 +96,16 @@ def wait_idle(page, timeout_ms: int = 90_000) -> None:
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
 
 
+def download(page, button: str, timeout_ms: int = 90_000) -> Path:
+    """Click a download button once the app is idle and return the downloaded file."""
+    wait_idle(page)
+    with page.expect_download(timeout=timeout_ms) as dl:
+        page.get_by_role("button", name=button).click()
+    path = Path(dl.value.path())
+    wait_idle(page)
+    return path
+
+
 @pytest.mark.browser
 def test_explorer_in_chromium(explorer_ws, tmp_path):
     need_chromium()
@@ -160,13 +170,13 @@ def test_explorer_in_chromium(explorer_ws, tmp_path):
                 page.screenshot(path=str(shot), full_page=True)
                 assert shot.stat().st_size > 10_000
                 # the exports download what they say (packed on click)
-                with page.expect_download() as dl:
-                    page.get_by_role("button", name="Scores (JSON)").click()
-                scores = json.loads(Path(dl.value.path()).read_text())
+                # A lazy download button reruns the script on click; wait for each rerun to
+                # finish before the next click, or the click can land on a stale button.
+                scores_path = download(page, "Scores (JSON)")
+                scores = json.loads(scores_path.read_text())
                 assert scores["item_id"] == "i7" and set(scores["scores"]) == {"without", "with"}
-                with page.expect_download() as dl:
-                    page.get_by_role("button", name="Arrays (NPZ)").click()
-                with np.load(dl.value.path(), allow_pickle=False) as z:
+                npz_path = download(page, "Arrays (NPZ)")
+                with np.load(npz_path, allow_pickle=False) as z:
                     assert {"without", "with", "relevance"} <= set(z.files)
                     assert z["with"].shape == z["without"].shape == (32, 32)
                 try:
