@@ -37,7 +37,9 @@ class Workspace:
         []
     """
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | Workspace | None = None) -> None:
+        if isinstance(root, Workspace):
+            root = root.root
         if root is None:
             root = os.environ.get(WORKSPACE_ENV) or "befa-workspace"
         self.root = Path(root).expanduser().resolve()
