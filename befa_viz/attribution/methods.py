@@ -381,6 +381,49 @@ def _image_results(
     return out
 
 
+def _completeness(f: Callable[..., torch.Tensor], x: torch.Tensor, b: torch.Tensor,
+                  *args: torch.Tensor, attr: torch.Tensor, names: list[str], method: str,
+                  ibs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """f(x), f(baseline) and the completeness error of ``attr`` (warned about when large)."""
+    fx, fb = _values(f, x, *args, batch=ibs), _values(f, b, *args, batch=ibs)
+    delta = _delta(attr, fx, fb)
+    _warn_delta(delta, fx, fb, names, method)
+    return delta, fx, fb
+
+
+def _ig_chunk(ig: Any, x: torch.Tensor, b: torch.Tensor, args: tuple[torch.Tensor, ...], *,
+              n_steps: int, ibs: int, smooth: tuple[int, float] | None, stdevs: float = 0.0
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk through Captum's IG, or NoiseTunnel-smoothed IG with noise σ ``stdevs``.
+
+    Returns the attributions and the per-input mean |delta| (NaN for plain IG: the completeness
+    error is computed by the caller from f(x) and f(b), which it needs anyway; asking Captum for
+    it would cost two more forward passes).
+    """
+    if smooth is None:
+        a = ig.attribute(x, baselines=b, additional_forward_args=args, n_steps=n_steps,
+                         internal_batch_size=ibs)
+        return a, torch.full((x.shape[0],), float("nan"))
+    n_samples, _ = smooth
+    per_call = max(1, min(n_samples, ibs // x.shape[0]))
+    a, d = _captum().NoiseTunnel(ig).attribute(
+        x, nt_type="smoothgrad", nt_samples=n_samples, nt_samples_batch_size=per_call,
+        stdevs=stdevs, baselines=b, additional_forward_args=args, n_steps=n_steps,
+        internal_batch_size=max(ibs, per_call * x.shape[0]), return_convergence_delta=True)
+    return a, _mean_abs_delta(d, x.shape[0], n_samples, per_call)
+
+
+def _image_setup(encoder: nn.Module, inputs: Any, item_ids: Sequence[str] | None,
+                 baseline: str | torch.Tensor, blur_sigma: float | None,
+                 mean_pixel: Sequence[float] | None
+                 ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+    """Checked pixels, item ids and the baseline images for a path method."""
+    pixels = _check_pixels(inputs, encoder)
+    ids = _ids(item_ids, pixels.shape[0])
+    base = make_baseline(pixels, baseline, blur_sigma=blur_sigma, mean_pixel=mean_pixel)
+    return pixels, ids, base
+
+
 # -- image: integrated gradients ----------------------------------------------------------------
 def _ig_image(encoder: nn.Module, target: AttributionTarget, pixels: torch.Tensor,
               base: torch.Tensor, *, n_steps: int, ibs: int, smooth: tuple[int, float] | None
@@ -392,23 +435,9 @@ def _ig_image(encoder: nn.Module, target: AttributionTarget, pixels: torch.Tenso
     rows_all = torch.arange(pixels.shape[0], device=pixels.device)
     attrs, deltas = [], []
     for s in _chunks(pixels.shape[0], ibs):
-        x, b, rows = pixels[s], base[s], rows_all[s]
-        ig = ca.IntegratedGradients(f)
-        if smooth is None:
-            # The completeness error is computed by the caller from f(x) and f(b), which it
-            # needs anyway: asking Captum for it would cost two more forward passes.
-            a = ig.attribute(x, baselines=b, additional_forward_args=(rows,), n_steps=n_steps,
-                             internal_batch_size=ibs)
-            d = torch.full((x.shape[0],), float("nan"))
-        else:
-            n_samples, stdev = smooth
-            per_call = max(1, min(n_samples, ibs // x.shape[0]))
-            a, d = ca.NoiseTunnel(ig).attribute(
-                x, nt_type="smoothgrad", nt_samples=n_samples, nt_samples_batch_size=per_call,
-                stdevs=float(stdev), baselines=b, additional_forward_args=(rows,),
-                n_steps=n_steps, internal_batch_size=max(ibs, per_call * x.shape[0]),
-                return_convergence_delta=True)
-            d = _mean_abs_delta(d, x.shape[0], n_samples, per_call)
+        a, d = _ig_chunk(ca.IntegratedGradients(f), pixels[s], base[s], (rows_all[s],),
+                         n_steps=n_steps, ibs=ibs, smooth=smooth,
+                         stdevs=0.0 if smooth is None else float(smooth[1]))
         attrs.append(a.detach())
         deltas.append(d.detach().double().cpu())
     return torch.cat(attrs), torch.cat(deltas).numpy()
@@ -465,15 +494,11 @@ def integrated_gradients(
     if getattr(encoder, "modality", "") == "text":
         return _text_ig(encoder, target, inputs, item_ids, baseline=baseline, n_steps=n_steps,
                         ibs=ibs, smooth=None, method="ig")
-    pixels = _check_pixels(inputs, encoder)
-    ids = _ids(item_ids, pixels.shape[0])
-    base = make_baseline(pixels, baseline, blur_sigma=blur_sigma, mean_pixel=mean_pixel)
+    pixels, ids, base = _image_setup(encoder, inputs, item_ids, baseline, blur_sigma, mean_pixel)
     attr, _ = _ig_image(encoder, target, pixels, base, n_steps=n_steps, ibs=ibs, smooth=None)
-    f = _image_forward(encoder, target)
     rows = torch.arange(pixels.shape[0], device=pixels.device)
-    fx, fb = _values(f, pixels, rows, batch=ibs), _values(f, base, rows, batch=ibs)
-    delta = _delta(attr, fx, fb)
-    _warn_delta(delta, fx, fb, ids, "ig")
+    delta, fx, fb = _completeness(_image_forward(encoder, target), pixels, base, rows,
+                                  attr=attr, names=ids, method="ig", ibs=ibs)
     params = {"method": "ig", "n_steps": int(n_steps), "baseline": _baseline_name(baseline),
               "blur_sigma": blur_sigma, "encoder": getattr(encoder, "key", "")}
     return _image_results(pixels, attr.sum(1), ids, "ig", target, params, delta=delta, fx=fx,
@@ -527,9 +552,8 @@ def smooth_integrated_gradients(
             return _text_ig(encoder, target, inputs, item_ids, baseline=baseline,
                             n_steps=n_steps, ibs=ibs, smooth=(int(n_samples), float(stdev)),
                             method="ig_smooth", seed=seed)
-        pixels = _check_pixels(inputs, encoder)
-        ids = _ids(item_ids, pixels.shape[0])
-        base = make_baseline(pixels, baseline, blur_sigma=blur_sigma, mean_pixel=mean_pixel)
+        pixels, ids, base = _image_setup(encoder, inputs, item_ids, baseline, blur_sigma,
+                                         mean_pixel)
         attr, delta = _ig_image(encoder, target, pixels, base, n_steps=n_steps, ibs=ibs,
                                 smooth=(int(n_samples), float(stdev)))
     params = {"method": "ig_smooth", "n_steps": int(n_steps), "n_samples": int(n_samples),
@@ -632,9 +656,7 @@ def layer_integrated_gradients(
         return _text_layer_ig(encoder, target, inputs, item_ids, baseline=baseline,
                               n_steps=n_steps, ibs=ibs)
     ca = _captum()
-    pixels = _check_pixels(inputs, encoder)
-    ids = _ids(item_ids, pixels.shape[0])
-    base = make_baseline(pixels, baseline, blur_sigma=blur_sigma, mean_pixel=mean_pixel)
+    pixels, ids, base = _image_setup(encoder, inputs, item_ids, baseline, blur_sigma, mean_pixel)
     f = _image_forward(encoder, target)
     rows_all = torch.arange(pixels.shape[0], device=pixels.device)
     maps, totals, prefix = [], [], []
@@ -648,9 +670,8 @@ def layer_integrated_gradients(
         prefix.append(((total - grid.flatten(1).sum(1)) / total.abs().clamp_min(1e-12)).cpu())
         maps.append(grid)
     layer_map = torch.cat(maps)
-    fx, fb = _values(f, pixels, rows_all, batch=ibs), _values(f, base, rows_all, batch=ibs)
-    delta = _delta(torch.cat(totals), fx, fb)
-    _warn_delta(delta, fx, fb, ids, "layer_ig")
+    delta, fx, fb = _completeness(f, pixels, base, rows_all, attr=torch.cat(totals), names=ids,
+                                  method="layer_ig", ibs=ibs)
     params = {"method": "layer_ig", "n_steps": int(n_steps), "baseline": _baseline_name(baseline),
               "blur_sigma": blur_sigma, "layer": _layer_name(encoder, encoder.feature_layer),
               "encoder": getattr(encoder, "key", "")}
@@ -955,6 +976,14 @@ def _text_baseline_ids(encoder: nn.Module, ids: torch.Tensor, baseline: Any) -> 
     return torch.where(keep, ids, torch.full_like(ids, pad))
 
 
+def _text_setup(encoder: nn.Module, inputs: Any, item_ids: Sequence[str] | None, baseline: Any
+                ) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
+    """Token ids, attention mask, item ids and baseline token ids for a text method."""
+    ids, mask = _text_inputs(encoder, inputs)
+    names = _ids(item_ids, ids.shape[0])
+    return ids, mask, names, _text_baseline_ids(encoder, ids, baseline)
+
+
 def _special_mask(encoder: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     keep = torch.zeros_like(ids, dtype=torch.bool)
     for s in _special_ids(encoder):
@@ -1102,42 +1131,30 @@ def _text_ig(encoder: nn.Module, target: AttributionTarget, inputs: Any,
              item_ids: Sequence[str] | None, *, baseline: Any, n_steps: int, ibs: int,
              smooth: tuple[int, float] | None, method: str, seed: int = 0) -> list[Attribution]:
     ca = _captum()
-    ids, mask = _text_inputs(encoder, inputs)
-    names = _ids(item_ids, ids.shape[0])
-    base_ids = _text_baseline_ids(encoder, ids, baseline)
+    ids, mask, names, base_ids = _text_setup(encoder, inputs, item_ids, baseline)
     emb_layer = encoder.embedding_layer
     with torch.no_grad():
         x, b = emb_layer(ids).detach(), emb_layer(base_ids).detach()
     f = _text_forward_embeds(encoder, target)
     rows_all = torch.arange(ids.shape[0], device=ids.device)
     attrs, deltas = [], []
+    sigma = 0.0
+    if smooth is not None:
+        sigma = float(smooth[1]) * float(emb_layer.weight.std()) if hasattr(
+            emb_layer, "weight") else float(smooth[1])
     for s in _chunks(ids.shape[0], ibs):
-        ig = ca.IntegratedGradients(f)
-        args = (mask[s], rows_all[s])
-        if smooth is None:
-            a = ig.attribute(x[s], baselines=b[s], additional_forward_args=args,
-                             n_steps=n_steps, internal_batch_size=ibs)
-            d = torch.full((x[s].shape[0],), float("nan"))
-        else:
-            n_samples, stdev = smooth
-            per_call = max(1, min(n_samples, ibs // x[s].shape[0]))
-            sigma = float(stdev) * float(emb_layer.weight.std()) if hasattr(
-                emb_layer, "weight") else float(stdev)
-            a, d = ca.NoiseTunnel(ig).attribute(
-                x[s], nt_type="smoothgrad", nt_samples=n_samples, nt_samples_batch_size=per_call,
-                stdevs=sigma, baselines=b[s], additional_forward_args=args, n_steps=n_steps,
-                internal_batch_size=max(ibs, per_call * x[s].shape[0]),
-                return_convergence_delta=True)
-            d = _mean_abs_delta(d, x[s].shape[0], n_samples, per_call)
+        a, d = _ig_chunk(ca.IntegratedGradients(f), x[s], b[s], (mask[s], rows_all[s]),
+                         n_steps=n_steps, ibs=ibs, smooth=smooth, stdevs=sigma)
         attrs.append(a.detach().sum(-1))
         deltas.append(d.detach().double().cpu())
     tv = torch.cat(attrs)
     delta = torch.cat(deltas).numpy()
-    fx = _values(f, x, mask, rows_all, batch=ibs)
-    fb = _values(f, b, mask, rows_all, batch=ibs)
     if smooth is None:
-        delta = _delta(tv, fx, fb)
-        _warn_delta(delta, fx, fb, names, method)
+        delta, fx, fb = _completeness(f, x, b, mask, rows_all, attr=tv, names=names,
+                                      method=method, ibs=ibs)
+    else:
+        fx = _values(f, x, mask, rows_all, batch=ibs)
+        fb = _values(f, b, mask, rows_all, batch=ibs)
     params: dict[str, Any] = {"method": method, "n_steps": int(n_steps), "baseline": "pad",
                               "encoder": getattr(encoder, "key", "")}
     if smooth is not None:
@@ -1150,9 +1167,7 @@ def _text_layer_ig(encoder: nn.Module, target: AttributionTarget, inputs: Any,
                    item_ids: Sequence[str] | None, *, baseline: Any, n_steps: int, ibs: int
                    ) -> list[Attribution]:
     ca = _captum()
-    ids, mask = _text_inputs(encoder, inputs)
-    names = _ids(item_ids, ids.shape[0])
-    base_ids = _text_baseline_ids(encoder, ids, baseline)
+    ids, mask, names, base_ids = _text_setup(encoder, inputs, item_ids, baseline)
     f = _text_forward_ids(encoder, target)
     rows_all = torch.arange(ids.shape[0], device=ids.device)
     attrs = []
@@ -1162,10 +1177,8 @@ def _text_layer_ig(encoder: nn.Module, target: AttributionTarget, inputs: Any,
                           additional_forward_args=(mask[s], rows_all[s]), n_steps=n_steps,
                           internal_batch_size=ibs)
         attrs.append(a.detach().sum(-1))
-    fx = _values(f, ids, mask, rows_all, batch=ibs)
-    fb = _values(f, base_ids, mask, rows_all, batch=ibs)
-    delta = _delta(torch.cat(attrs), fx, fb)
-    _warn_delta(delta, fx, fb, names, "layer_ig")
+    delta, fx, fb = _completeness(f, ids, base_ids, mask, rows_all, attr=torch.cat(attrs),
+                                  names=names, method="layer_ig", ibs=ibs)
     params = {"method": "layer_ig", "n_steps": int(n_steps), "baseline": "pad",
               "layer": _layer_name(encoder, encoder.embedding_layer),
               "encoder": getattr(encoder, "key", "")}
@@ -1176,9 +1189,7 @@ def _text_layer_ig(encoder: nn.Module, target: AttributionTarget, inputs: Any,
 def _text_occlusion(encoder: nn.Module, target: AttributionTarget, inputs: Any,
                     item_ids: Sequence[str] | None, *, baseline: Any, ibs: int
                     ) -> list[Attribution]:
-    ids, mask = _text_inputs(encoder, inputs)
-    names = _ids(item_ids, ids.shape[0])
-    base_ids = _text_baseline_ids(encoder, ids, baseline)
+    ids, mask, names, base_ids = _text_setup(encoder, inputs, item_ids, baseline)
     f = _text_forward_ids(encoder, target)
     n, t = ids.shape
     rows_all = torch.arange(n, device=ids.device)
@@ -1197,9 +1208,7 @@ def _text_occlusion(encoder: nn.Module, target: AttributionTarget, inputs: Any,
 
 def _text_input_control(encoder: nn.Module, target: AttributionTarget, inputs: Any,
                         item_ids: Sequence[str] | None) -> list[Attribution]:
-    ids, mask = _text_inputs(encoder, inputs)
-    names = _ids(item_ids, ids.shape[0])
-    base_ids = _text_baseline_ids(encoder, ids, "pad")
+    ids, mask, names, base_ids = _text_setup(encoder, inputs, item_ids, "pad")
     with torch.no_grad():
         e, b = encoder.embedding_layer(ids), encoder.embedding_layer(base_ids)
     tv = (e - b).norm(dim=-1) * mask

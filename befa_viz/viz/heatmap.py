@@ -71,6 +71,15 @@ class _Style:
         _cmap(self.cmap)
 
 
+def _checked_style(percentile: float, alpha: float, cmap: str | Colormap, normalise: str,
+                   base: str, vmax: float | None = None) -> _Style:
+    """The drawing style, its options and ``vmax`` checked."""
+    st = _Style(percentile, alpha, cmap, normalise, base)
+    st.check()
+    _check_vmax(vmax)
+    return st
+
+
 def _cmap(cmap: str | Colormap) -> Colormap:
     import matplotlib
 
@@ -160,9 +169,7 @@ def overlay(
         >>> overlay(synthetic_attribution(0)).shape
         (32, 32, 3)
     """
-    st = _Style(percentile, alpha, cmap, normalise, base)
-    st.check()
-    _check_vmax(vmax)
+    st = _checked_style(percentile, alpha, cmap, normalise, base, vmax)
     _check(attribution, "image")
     if attribution.image is None:
         raise DataError(f"Attribution of item '{attribution.item_id}' has no image to overlay; "
@@ -362,9 +369,7 @@ def heatmap_figure(
         >>> figure_scales(fig)[0].percentile
         99
     """
-    st = _Style(percentile, alpha, cmap, normalise, base)
-    st.check()
-    _check_vmax(vmax)
+    st = _checked_style(percentile, alpha, cmap, normalise, base, vmax)
     _check(attribution, "image")
     row = _Row([attribution], [f"{attribution.method} · {attribution.target}"], st, shared=False,
                vmax=vmax, show_image=show_image, difference=False, panel_width=panel_width,
@@ -427,9 +432,7 @@ def pair_figure(
         >>> a.vmax == b.vmax and a.shared
         True
     """
-    st = _Style(percentile, alpha, cmap, normalise, base)
-    st.check()
-    _check_vmax(vmax)
+    st = _checked_style(percentile, alpha, cmap, normalise, base, vmax)
     _check(without, "image")
     _check(with_, "image")
     if without.item_id != with_.item_id:
@@ -484,8 +487,7 @@ def grid_figure(
         >>> len(fig.axes) > 4
         True
     """
-    st = _Style(percentile, alpha, cmap, normalise, base)
-    st.check()
+    st = _checked_style(percentile, alpha, cmap, normalise, base)
     if scale not in ("row", "all", "each"):
         raise ConfigError(f"scale={scale!r} is not supported; use 'row', 'all' or 'each'.")
     rows = [list(r) for r in attributions]

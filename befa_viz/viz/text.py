@@ -303,7 +303,7 @@ def _token_sheet(atts: Sequence[Attribution], labels: Sequence[str | None], vs: 
         cap = "Highlight: " + scales[0].describe() + "."
     else:
         cap = "Highlight: " + "; ".join(f"{s.panel}: {s.describe()}" for s in scales) + "."
-    from befa_viz.viz.heatmap import _describe
+    from befa_viz.viz.heatmap import _caption, _describe
 
     caption = L.caption_lines([cap, _describe(atts) + "."], inner)
     title_h = 0.45 if title else 0.15
@@ -325,9 +325,7 @@ def _token_sheet(atts: Sequence[Attribution], labels: Sequence[str | None], vs: 
             sheet.text(_MARGIN + 2.55, top, s.panel, fontsize=L.SMALL, va="top")
         top += _BAR_H
         del k
-    for i, line in enumerate(caption):
-        sheet.text(_MARGIN, top + i * L.line_height(L.SMALL), line, fontsize=L.SMALL,
-                   color=L.GREY)
+    _caption(sheet, caption, top)
     _record(sheet.fig, scales)
     return sheet.fig
 
