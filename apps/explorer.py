@@ -306,10 +306,11 @@ def explanation_panel(ctx: dict[str, Any], item: dict[str, Any]) -> None:
     stem = f"{item['item_id']}-{ctx['modality']}-{ctx['method']}-{ctx['target']}"
     c1, c2, c3 = st.columns(3)
     c1.download_button("Figure (PNG)", png, f"{stem}.png", "image/png")
-    # arrays and scores are packed only when asked for (the callable runs on click)
-    c2.download_button("Arrays (NPZ)", lambda: pipeline.explanation_npz(e), f"{stem}.npz",
+    # Packed eagerly (a few ms): Streamlit's deferred (callable) downloads can be dropped by
+    # a rerun while the page still shows the old button, and then the download never comes.
+    c2.download_button("Arrays (NPZ)", pipeline.explanation_npz(e), f"{stem}.npz",
                        "application/octet-stream")
-    c3.download_button("Scores (JSON)", lambda: pipeline.explanation_json(e), f"{stem}.json",
+    c3.download_button("Scores (JSON)", pipeline.explanation_json(e), f"{stem}.json",
                        "application/json")
 
 

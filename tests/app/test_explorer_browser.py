@@ -169,9 +169,8 @@ def test_explorer_in_chromium(explorer_ws, tmp_path):
                 wait_idle(page)
                 page.screenshot(path=str(shot), full_page=True)
                 assert shot.stat().st_size > 10_000
-                # the exports download what they say (packed on click)
-                # A lazy download button reruns the script on click; wait for each rerun to
-                # finish before the next click, or the click can land on a stale button.
+                # the exports download what they say; a download click reruns the script, so
+                # wait for each rerun to finish before the next click
                 scores_path = download(page, "Scores (JSON)")
                 scores = json.loads(scores_path.read_text())
                 assert scores["item_id"] == "i7" and set(scores["scores"]) == {"without", "with"}
