@@ -1175,13 +1175,9 @@ def resolve_attribution_run(
 
 def _item_text(ds: Any, idx: int, feat: Any) -> str:
     """The text the features were computed from (the manifest's ``text_field``)."""
-    field_ = (feat.manifest.get("policies") or {}).get("text_field", "text")
-    title, text = str(ds.catalog.titles[idx]), str(ds.catalog.texts[idx])
-    if field_ == "title":
-        return title
-    if field_ == "title+text":  # as the feature store joins them
-        return f"{title}. {text}" if text.strip() and title.strip() else f"{title}{text}"
-    return text
+    from befa_viz.encoders.store import item_text
+
+    return item_text(ds.catalog, idx, (feat.manifest.get("policies") or {}).get("text_field", "text"))
 
 
 def _item_meta(ds: Any, idx: int, n_train_users: int) -> dict[str, Any]:
@@ -1395,6 +1391,7 @@ def _faithfulness(job: _Job, variant: str, item: int, target: str, att: Any,
 
     from befa_viz.attribution import create_target, make_baseline
     from befa_viz.attribution.explain import prepare_inputs
+    from befa_viz.attribution.methods import special_token_ids
     from befa_viz.metrics import perturbation_auc
 
     run = job.runs[variant]
@@ -1430,9 +1427,7 @@ def _faithfulness(job: _Job, variant: str, item: int, target: str, att: Any,
             return {"deletion_auc": None, "insertion_auc": None,
                     "faithfulness_steps": int(n_steps)}
         pad = int(getattr(job.encoder, "pad_token_id", 0))
-        special = set(getattr(job.encoder, "special_token_ids", None)
-                      or getattr(getattr(job.encoder, "tokenizer", None), "all_special_ids", None)
-                      or []) - {pad}
+        special = special_token_ids(job.encoder)
         base_ids = torch.tensor([int(t) if int(t) in special else pad for t in ids.tolist()])
         x, b = ids.cpu().numpy().astype(np.float32), base_ids.numpy().astype(np.float32)
         amap = np.abs(np.asarray(token_values, dtype=np.float64))

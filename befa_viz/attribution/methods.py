@@ -77,6 +77,7 @@ __all__ = [
     "merge_tokens",
     "method_modalities",
     "method_options",
+    "special_token_ids",
 ]
 
 #: Methods by name; each is ``fn(encoder, target, inputs, *, item_ids=None, **options)``.
@@ -938,7 +939,7 @@ def input_minus_blur(
 
 
 # -- text -------------------------------------------------------------------------------------
-def _special_ids(encoder: nn.Module) -> set[int]:
+def special_token_ids(encoder: nn.Module) -> set[int]:
     """Token ids kept as they are in the pad baseline (CLS/SEP, start/end of text)."""
     ids = getattr(encoder, "special_token_ids", None)
     if ids is None:
@@ -971,7 +972,7 @@ def _text_baseline_ids(encoder: nn.Module, ids: torch.Tensor, baseline: Any) -> 
         )
     pad = int(getattr(encoder, "pad_token_id", 0))
     keep = torch.zeros_like(ids, dtype=torch.bool)
-    for s in _special_ids(encoder):
+    for s in special_token_ids(encoder):
         keep |= ids == s
     return torch.where(keep, ids, torch.full_like(ids, pad))
 
@@ -986,7 +987,7 @@ def _text_setup(encoder: nn.Module, inputs: Any, item_ids: Sequence[str] | None,
 
 def _special_mask(encoder: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     keep = torch.zeros_like(ids, dtype=torch.bool)
-    for s in _special_ids(encoder):
+    for s in special_token_ids(encoder):
         keep |= ids == s
     return keep
 

@@ -280,15 +280,21 @@ def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
     return i, n
 
 
-def _item_texts(catalog: Catalog, text_field: str) -> list[str]:
+def item_text(catalog: Catalog, idx: int, text_field: str = "text") -> str:
+    """The text of item ``idx`` that text features are computed from (``text_field`` as
+    recorded in the feature manifest's policies)."""
+    title, text = str(catalog.titles[idx]), str(catalog.texts[idx])
     if text_field == "text":
-        return [str(t) for t in catalog.texts]
+        return text
     if text_field == "title":
-        return [str(t) for t in catalog.titles]
+        return title
     if text_field == "title+text":
-        return [f"{a}. {b}" if str(b).strip() and str(a).strip() else f"{a}{b}"
-                for a, b in zip(catalog.titles, catalog.texts, strict=True)]
+        return f"{title}. {text}" if text.strip() and title.strip() else f"{title}{text}"
     raise ConfigError(f"text_field {text_field!r} is not one of 'text', 'title', 'title+text'.")
+
+
+def _item_texts(catalog: Catalog, text_field: str) -> list[str]:
+    return [item_text(catalog, i, text_field) for i in range(len(catalog))]
 
 
 def _scan_missing(catalog: Catalog, modality: str, texts: list[str] | None) -> dict[int, str]:
