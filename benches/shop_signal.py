@@ -13,7 +13,8 @@ best validation epoch):
 
 Usage::
 
-    .venv/bin/python benches/shop_signal.py [--mobilenet] [--seeds 0,1] [knob=value ...]
+    .venv/bin/python benches/shop_signal.py [--mobilenet] [--seeds 0,1] [--models lightgcn,bm3]
+        [knob=value ...]
 
 Knobs are :class:`befa_viz.data.synth.ShopConfig` fields, e.g. ``taste_strength=1.0``. Without
 ``--mobilenet`` no image is rendered (only the interactions are sampled), so a run takes
@@ -109,6 +110,9 @@ def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mobilenet", action="store_true")
     ap.add_argument("--seeds", default="0")
+    ap.add_argument("--models", default="",
+                    help="Extra backbones trained with the true attributes as content (behaviour-"
+                         "only ones without), e.g. lightgcn,bm3,freedom.")
     ap.add_argument("knobs", nargs="*")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -129,6 +133,12 @@ def main(argv: list[str]) -> None:
         res["oracle"] = {"Recall@20": evaluate(_Oracle(logp), ds, "test", ks=(20,))["Recall@20"]}
         res["bprmf"] = _train(ds, "bprmf", {}, 999)
         res["vbpr+attr"] = _train(ds, "vbpr", {"attr": onehot}, 999)
+        from befa_viz.models import MODELS
+
+        for name in filter(None, args.models.split(",")):
+            multimodal = MODELS.get(name).multimodal
+            res[f"{name}+attr" if multimodal else name] = _train(
+                ds, name, {"attr": onehot} if multimodal else {}, 999)
         if args.mobilenet:
             with tempfile.TemporaryDirectory() as tmp:
                 shop = generate_shop(f"{tmp}/shop", **{**knobs, "seed": seed})
