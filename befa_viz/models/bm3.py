@@ -47,9 +47,19 @@ class BM3(Recommender):
     :meth:`content_user_vectors` gives W_Pᵀ P(u) (W_P the predictor's weight): the content
     representation c, scored as if it were an item's online representation,
     ⟨P(u), P(c)⟩ = ⟨W_Pᵀ P(u), c⟩ + a term independent of c — exact up to that constant.
-    Differences from MMRec: the raw features stay frozen (unused as trainable there too),
-    dropout on the targets is drawn for the batch rows only (same distribution), and any
-    number of modalities is supported.
+    Differences from MMRec: MMRec keeps the raw features in trainable embedding tables
+    (``from_pretrained(..., freeze=False)``), so its alignment losses also fine-tune them; here
+    they stay frozen, so that the content pathway remains a function of the encoder output,
+    which attribution differentiates (on MovieLens-100k trainable tables changed test
+    Recall@20 by +0.003). Dropout on the targets is drawn for the batch rows only (same
+    distribution), and any number of modalities is supported.
+
+    Collapse: nothing in this objective pushes different items apart. On small or dense data
+    (MovieLens-100k, the synthetic shop) the online representations drift onto one direction
+    within tens of epochs (mean pairwise item cosine 0.35 → 0.96 on the shop), validation
+    Recall peaks early and the model ends below LightGCN; an independent transcription of
+    MMRec's code behaves the same. Every run records the spread of its representations
+    (``metrics.json`` → ``representations``) and warns when they have collapsed.
 
     Args:
         n_users: Number of users.

@@ -9,7 +9,14 @@ from befa_viz.train.features import FeatureFile, load_feature_file
 from befa_viz.train.run import Run, run_name, select_features, train
 from befa_viz.train.sampling import NegativeSampler
 from befa_viz.train.sweep import SweepResult, expand_grid, read_sweep, sweep
-from befa_viz.train.trainer import FitResult, TrainState, build_model, fit, gate_summary
+from befa_viz.train.trainer import (
+    FitResult,
+    TrainState,
+    build_model,
+    fit,
+    gate_summary,
+    representation_summary,
+)
 
 __all__ = [
     "Comparison",
@@ -30,6 +37,7 @@ __all__ = [
     "evaluate_per_user",
     "fit",
     "gate_summary",
+    "representation_summary",
     "load_feature_file",
     "load_train_config",
     "run_name",

@@ -7,7 +7,8 @@ A run directory (``<workspace>/runs/<dataset>-<model>-<adapter>-s<seed>-<hash>``
                        their fingerprints and encoder keys, model, adapter, seed, timings,
                        status "running" → "complete" (or "interrupted")
     metrics.json       per-epoch history, best validation metrics, test at the best epoch,
-                       the adapter gate distribution at the best epoch
+                       the adapter gate distribution and the spread of the user/item
+                       representations (mean cosine, effective rank) at the best epoch
     model.safetensors  weights of the best validation epoch
     last.safetensors   weights + optimiser + RNG states after the last finished epoch, with the
                        training state as JSON metadata (what ``resume`` continues from)
@@ -294,6 +295,13 @@ class Run:
         return dict(self.metrics.get("gate", {}))
 
     @property
+    def representations(self) -> dict[str, dict[str, float]]:
+        """Spread of the final user/item representations at the best epoch (mean pairwise
+        cosine, effective rank; see :func:`~befa_viz.train.trainer.representation_summary`).
+        Empty for runs trained before it was recorded."""
+        return dict(self.metrics.get("representations", {}))
+
+    @property
     def history(self) -> list[dict[str, Any]]:
         return list(self.metrics.get("history", []))
 
@@ -569,7 +577,8 @@ def train(
                      progress=progress, on_epoch_end=checkpoint)
         _save_safetensors(run_dir / "model.safetensors", _dense_state(model),
                           {"epoch": result.state.best_epoch, **ident})
-        write_metrics(result.state, {"test": result.test, "gate": result.gate})
+        write_metrics(result.state, {"test": result.test, "gate": result.gate,
+                                     "representations": result.representations})
     except BaseException as e:
         info.update(status="interrupted", updated=_now(), error=f"{type(e).__name__}: {e}")
         _write_json(run_dir / "run.json", info)

@@ -26,11 +26,22 @@ from befa_viz.train.config import TrainConfig
 from befa_viz.train.evaluate import evaluate
 from befa_viz.train.sampling import NegativeSampler
 
-__all__ = ["TrainState", "FitResult", "build_model", "check_dataset", "fit", "gate_summary"]
+__all__ = [
+    "TrainState",
+    "FitResult",
+    "build_model",
+    "check_dataset",
+    "fit",
+    "gate_summary",
+    "representation_summary",
+]
 
 log = logging.getLogger(__name__)
 
 GATE_QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
+#: Mean pairwise cosine of the final item representations above which a run is warned about
+#: as collapsed (all items pointing one way, so the ranking is left to their norms).
+COLLAPSE_COSINE = 0.9
 
 
 @dataclass
@@ -72,6 +83,7 @@ class FitResult:
     gate: dict[str, dict[str, float]]
     train_seconds: float
     eval_seconds: float
+    representations: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def check_dataset(dataset: RecDataset) -> None:
@@ -180,6 +192,51 @@ def gate_summary(model: torch.nn.Module) -> dict[str, dict[str, float]]:
     finally:
         model.train(was_training)
     return out
+
+
+def _spread(x: torch.Tensor) -> dict[str, float]:
+    """Mean pairwise cosine (self-pairs excluded) and effective rank of the rows of ``x``."""
+    x = x.detach().float().cpu()
+    n, d = x.shape
+    xn = torch.nn.functional.normalize(x, dim=1)
+    s = xn.sum(0)  # Σ_ij cos(x_i, x_j) = ‖Σ_i x̂_i‖², in O(n·d) instead of O(n²·d)
+    mean_cos = float((s @ s - n) / max(n * (n - 1), 1))
+    sv = torch.linalg.svdvals(x - x.mean(0))
+    p = sv / sv.sum().clamp_min(1e-12)
+    erank = float(torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum()))
+    return {"mean_cosine": mean_cos, "effective_rank": erank, "dim": float(d)}
+
+
+@torch.no_grad()
+def representation_summary(model: torch.nn.Module) -> dict[str, dict[str, float]]:
+    """How spread out the final user and item representations are.
+
+    ``mean_cosine`` is the mean cosine similarity over all pairs of distinct rows; close to 1
+    means the representations have collapsed onto one direction (the ranking then mostly
+    follows their norms, i.e. popularity). ``effective_rank`` is exp(entropy) of the centred
+    matrix's normalised singular values (Roy & Vetterli, 2007): how many directions carry the
+    variation, out of ``dim``. Self-supervised objectives without negatives (BM3) can collapse.
+
+    Example:
+        >>> from befa_viz.testing import toy_dataset
+        >>> ds = toy_dataset()
+        >>> m = build_model(TrainConfig(model="bprmf", dim=4), ds, {})
+        >>> sorted(representation_summary(m)["items"])
+        ['dim', 'effective_rank', 'mean_cosine']
+    """
+    from befa_viz.models.base import Recommender
+
+    if not isinstance(model, Recommender) or (
+        type(model).compute_embeddings is Recommender.compute_embeddings
+    ):  # a model that scores without user/item embeddings: nothing to summarise
+        return {}
+    was_training = model.training
+    model.eval()
+    try:
+        users, items = model.final_embeddings()  # type: ignore[operator]  # Recommender
+    finally:
+        model.train(was_training)
+    return {"users": _spread(users), "items": _spread(items)}
 
 
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -331,4 +388,13 @@ def fit(
             f"percentile > 0.95): the adapter passes the behaviour embedding through almost "
             "unchanged. Consider adapter_gate_bias < 0, adapter_temperature, "
             "adapter_params.gate_reg or a lower lr.", stacklevel=2)
-    return FitResult(state, best, test, gate, train_seconds, eval_seconds)
+    reps = representation_summary(model)
+    if reps and reps["items"]["mean_cosine"] > COLLAPSE_COSINE:
+        warnings.warn(
+            f"The item representations of {config.model!r} have collapsed at the best epoch "
+            f"(mean pairwise cosine {reps['items']['mean_cosine']:.2f}, effective rank "
+            f"{reps['items']['effective_rank']:.1f} of {reps['items']['dim']:.0f}): items differ "
+            "mostly by norm, so the ranking is close to popularity. Negative-free objectives "
+            "(BM3) do this; try a lower lr, a weaker auxiliary loss or another backbone.",
+            stacklevel=2)
+    return FitResult(state, best, test, gate, train_seconds, eval_seconds, reps)

@@ -104,6 +104,36 @@ def test_planted_preference_beats_most_popular(tmp_path):
     assert run.status == "complete" and (run.path / "model.safetensors").is_file()
 
 
+def test_representation_spread_is_exact_and_flags_collapse(tmp_path):
+    from befa_viz.train import build_model, fit, representation_summary
+    from befa_viz.train.trainer import _spread
+
+    x = torch.randn(60, 8, generator=torch.Generator().manual_seed(0))
+    xn = torch.nn.functional.normalize(x, dim=1)
+    cos = xn @ xn.T
+    brute = (cos.sum() - cos.diagonal().sum()) / (60 * 59)
+    out = _spread(x)
+    assert out["mean_cosine"] == pytest.approx(float(brute), abs=1e-5)
+    assert 5 < out["effective_rank"] <= 8 and out["dim"] == 8
+    direction = torch.randn(8)
+    collapsed = direction * (1 + torch.rand(60, 1)) + 1e-4 * torch.randn(60, 8)
+    out = _spread(collapsed)
+    assert out["mean_cosine"] > 0.999 and out["effective_rank"] < 1.5
+
+    ds, _ = planted()
+    run = train(ds, cfg(model="bprmf", epochs=10), runs_dir=tmp_path)
+    reps = run.representations
+    assert set(reps) == {"users", "items"} and reps["items"]["mean_cosine"] < 0.9
+    assert reps == json.loads((run.path / "metrics.json").read_text())["representations"]
+
+    model = build_model(cfg(model="bprmf"), ds, {})
+    with torch.no_grad():  # every item on one ray: a collapsed model
+        model.item_emb.weight.copy_(direction[:1].repeat(16) * (1 + torch.rand(ds.n_items, 1)))
+    with pytest.warns(UserWarning, match="have collapsed"):
+        result = fit(model, ds, cfg(model="bprmf", epochs=0))
+    assert result.representations == representation_summary(model)
+
+
 def test_multimodal_with_adapter_learns_and_reports_gate(tmp_path, planted_data, toy_models):
     ds, feat_dir = planted_data
     run = train(ds, cfg(model=TOY_MM, adapter="befa", epochs=30, lr=0.02,
