@@ -55,9 +55,10 @@ class BM3(Recommender):
     distribution), and any number of modalities is supported.
 
     Collapse: nothing in this objective pushes different items apart. On small or dense data
-    (MovieLens-100k, the synthetic shop) the online representations drift onto one direction
-    within tens of epochs (mean pairwise item cosine 0.35 → 0.96 on the shop), validation
-    Recall peaks early and the model ends below LightGCN; an independent transcription of
+    the online representations drift towards one direction: mean pairwise item cosine at the
+    best epoch 0.83–0.85 on MovieLens-100k (≤ 0.16 for every other backbone; 0.44–0.54 with
+    the BeFA adapter), 0.35 → 0.96 within 60 epochs on the synthetic shop; validation Recall
+    peaks early and the model stays below LightGCN there. An independent transcription of
     MMRec's code behaves the same. Every run records the spread of its representations
     (``metrics.json`` → ``representations``) and warns when they have collapsed.
 

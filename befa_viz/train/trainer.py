@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 
 GATE_QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 #: Mean pairwise cosine of the final item representations above which a run is warned about
-#: as collapsed (all items pointing one way, so the ranking is left to their norms).
-COLLAPSE_COSINE = 0.9
+#: as collapsed (items pointing one way, so the ranking is left mostly to their norms). On
+#: MovieLens-100k every BPR-trained backbone stays at ≤ 0.16 and BM3 reaches 0.83–0.85.
+COLLAPSE_COSINE = 0.8
 
 
 @dataclass
