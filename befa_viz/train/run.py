@@ -6,7 +6,8 @@ A run directory (``<workspace>/runs/<dataset>-<model>-<adapter>-s<seed>-<hash>``
     run.json           provenance and status: dataset name + fingerprint, feature files with
                        their fingerprints and encoder keys, model, adapter, seed, timings,
                        status "running" → "complete" (or "interrupted")
-    metrics.json       per-epoch history, best validation metrics, test at the best epoch,
+    metrics.json       per-epoch history (loss, validation metrics, item representation
+                       spread), best validation metrics, test at the best epoch,
                        the adapter gate distribution and the spread of the user/item
                        representations (mean cosine, effective rank) at the best epoch
     model.safetensors  weights of the best validation epoch

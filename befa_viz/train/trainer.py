@@ -341,6 +341,10 @@ def fit(
                 record["eval_seconds"] = time.perf_counter() - t1
                 eval_seconds += record["eval_seconds"]
                 record["valid"] = valid
+                spread = representation_summary(model)  # one extra forward, no gradients
+                if spread:  # collapse shows up here long before it shows in the metric
+                    record["item_mean_cosine"] = spread["items"]["mean_cosine"]
+                    record["item_effective_rank"] = spread["items"]["effective_rank"]
                 value = valid[config.metric]
                 if value > state.best_value:
                     improved = True

@@ -125,6 +125,8 @@ def test_representation_spread_is_exact_and_flags_collapse(tmp_path):
     reps = run.representations
     assert set(reps) == {"users", "items"} and reps["items"]["mean_cosine"] < 0.9
     assert reps == json.loads((run.path / "metrics.json").read_text())["representations"]
+    assert all(0 < h["item_effective_rank"] <= 16 and -1 <= h["item_mean_cosine"] <= 1
+               for h in run.history)  # tracked at every evaluation
 
     model = build_model(cfg(model="bprmf"), ds, {})
     with torch.no_grad():  # every item on one ray: a collapsed model
