@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml scripts/install_weights.py | $(BIN)/python
 setup: $(STAMP)
 
 test: setup
+	$(BIN)/mypy befa_viz
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 demo: setup
@@ -31,9 +32,10 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check befa_viz tests apps benches
+	$(BIN)/mypy befa_viz
 
 bench: setup
 	$(BIN)/python benches/encode.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache

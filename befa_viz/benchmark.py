@@ -181,9 +181,10 @@ def _image_scores(e: np.ndarray, masks: Mapping[str, np.ndarray], q: float) -> d
         do = drift_omission(e, product, q)
     out["drift"], out["omission"] = do["drift"], do["omission"]
     decoy = masks.get("decoy")
-    has_decoy = decoy is not None and bool(decoy.any())
-    out["decoy_mass"] = _mass(e, decoy) if has_decoy else float("nan")
-    out["decoy_chance"] = float(decoy.mean()) if has_decoy else float("nan")
+    if decoy is not None and bool(decoy.any()):
+        out["decoy_mass"], out["decoy_chance"] = _mass(e, decoy), float(decoy.mean())
+    else:
+        out["decoy_mass"], out["decoy_chance"] = float("nan"), float("nan")
     return out
 
 
@@ -661,8 +662,8 @@ def _resolve_runs(ws: Workspace, dataset: str, runs: Any, modality: str) -> dict
     else:
         items = [runs] if isinstance(runs, (str, os.PathLike, Run)) else list(runs)
         found = {}
-        for r in items:
-            run = r if isinstance(r, Run) else pipeline.load_run(ws, r)
+        for item in items:
+            run = item if isinstance(item, Run) else pipeline.load_run(ws, item)
             found[variant(run)] = run
     if set(found) != {"without", "with"}:
         raise ConfigError(f"The benchmark needs one run without and one with the adapter; got "
@@ -851,6 +852,7 @@ def run_benchmark(
             rows, store = _image_benchmark(jobs["image"], gt, methods, per_method, picked,
                                            expensive, q, seed)
             if "text" in jobs:
+                assert field_ is not None  # a text job exists only for a known text field
                 rows += _text_benchmark(jobs["text"], gt, text_methods, per_method, text_idx,
                                         field_)
         finally:

@@ -147,7 +147,7 @@ class Cache:
         self,
         kind: str,
         key: str,
-        write: Callable[[Path], None],
+        write: Callable[[Path], object],
         manifest: Mapping[str, Any],
     ) -> Path:
         """Create an entry: ``write(tmpdir)`` fills the data files, then it is moved into place."""

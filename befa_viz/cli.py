@@ -32,7 +32,7 @@ def _root(
 
 # ---- data commands ----------------------------------------------------------------------
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, Protocol, cast  # noqa: E402
 
 data_app = typer.Typer(
     help="Import, validate, summarise and export datasets.", no_args_is_help=True
@@ -677,8 +677,17 @@ def main() -> None:
         typer.echo("Aborted.", err=True)
         sys.exit(1)
     except click_exceptions() as e:  # usage errors: typer/click format them
-        e.show()
-        sys.exit(e.exit_code)
+        usage = cast("_UsageError", e)  # every class click_exceptions() returns has these
+        usage.show()
+        sys.exit(usage.exit_code)
+
+
+class _UsageError(Protocol):
+    """What click's and typer's vendored ``ClickException`` both provide."""
+
+    exit_code: int
+
+    def show(self) -> None: ...
 
 
 def click_exceptions() -> tuple[type[Exception], ...]:

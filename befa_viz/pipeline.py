@@ -334,7 +334,7 @@ DEFAULT_IMAGE_ENCODER = "torchvision:mobilenet_v2"
 DEFAULT_TEXT_ENCODER = "hf:minilm"
 
 
-class EncodeResult(dict):  # type: ignore[type-arg]  # dict[str, Path]; subclassing keeps it one
+class EncodeResult(dict[str, Path]):  # a dict subclass: callers keep using it as one
     """``{modality: entry folder}`` from :func:`encode_dataset`, plus what happened.
 
     Attributes:
@@ -1053,7 +1053,7 @@ def encoder_for_run(run: Any, modality: str = "image", *, device: str | None = N
     memo_key = (key, modality, recorded, str(device or run.device))
     encoder = _ENCODERS.get(memo_key) if reuse else None
     built = encoder is None
-    if built:
+    if encoder is None:
         encoder = create_encoder(key, modality=modality)
     current = encoder.fingerprint()
     if current != recorded:
@@ -1383,7 +1383,7 @@ def _text_truth(gt: Any, item_id: str, field_: str, text: str, att: Any) -> np.n
 
 
 def _faithfulness(job: _Job, variant: str, item: int, target: str, att: Any,
-                  n_steps: int) -> dict[str, float | None]:
+                  n_steps: int) -> dict[str, float | str | None]:
     """Deletion / insertion AUC of the attributed target, perturbing in |map| order."""
     import warnings
 
@@ -1397,8 +1397,9 @@ def _faithfulness(job: _Job, variant: str, item: int, target: str, att: Any,
     run = job.runs[variant]
     model = run.model
     inputs = prepare_inputs(job.encoder, _inputs(job, [item]))
+    # prepare_inputs gives pixels for the image modality, the tokenize mapping for text
     with torch.no_grad():
-        if job.modality == "image":
+        if isinstance(inputs, torch.Tensor):
             reference = job.encoder(inputs)
         else:
             reference = job.encoder(inputs["input_ids"], inputs["attention_mask"])
@@ -1407,7 +1408,7 @@ def _faithfulness(job: _Job, variant: str, item: int, target: str, att: Any,
                         user_idx=job.user_idx, dim=int(job.encoder.dim), seed=job.seed)
     tgt = tgt.to(job.encoder.device).eval()
     dev = job.encoder.device
-    if job.modality == "image":
+    if isinstance(inputs, torch.Tensor):
         base_name = job.options.get("baseline", DEFAULT_BASELINES["image"])
         base = make_baseline(inputs, base_name, mean_pixel=job.options.get("mean_pixel"))
         x, b = inputs[0].cpu().numpy(), base[0].cpu().numpy()

@@ -60,7 +60,7 @@ def toy_dataset(
     folder.mkdir(parents=True, exist_ok=True)
     images, _ = toy_images(n_items, seed=seed)
     names = list(_COLOURS)
-    paths = []
+    paths: list[str | None] = []
     for i, im in enumerate(images):
         p = folder / f"item{i}.png"
         if not p.exists():

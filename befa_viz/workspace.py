@@ -42,7 +42,7 @@ class Workspace:
             root = root.root
         if root is None:
             root = os.environ.get(WORKSPACE_ENV) or "befa-workspace"
-        self.root = Path(root).expanduser().resolve()
+        self.root: Path = Path(root).expanduser().resolve()
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"

@@ -7,7 +7,7 @@ and the matching encoder, then calls :func:`explain` or :func:`explain_pair`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -16,6 +16,9 @@ from befa_viz.attribution.methods import attribute
 from befa_viz.attribution.result import Attribution
 from befa_viz.attribution.targets import AttributionTarget, create_target
 from befa_viz.errors import ConfigError
+
+if TYPE_CHECKING:
+    from befa_viz.encoders.base import ImageEncoder, TextEncoder
 
 __all__ = ["explain", "explain_pair", "prepare_inputs"]
 
@@ -50,13 +53,13 @@ def prepare_inputs(encoder: nn.Module, items: Any) -> torch.Tensor | dict[str, t
                 f"input {bad[0]}; pass PIL images (the item may have no image — choose the "
                 f"text modality for it)."
             )
-        return encoder.load_pixels(items).to(dev)  # type: ignore[operator, no-any-return]  # ImageEncoder method
+        return cast("ImageEncoder", encoder).load_pixels(items).to(dev)
     if modality == "text":
         bad = [i for i, t in enumerate(items) if not isinstance(t, str)]
         if bad:
             raise ConfigError(f"Text encoder got {type(items[bad[0]]).__name__} for input "
                               f"{bad[0]}; pass strings.")
-        return {k: v.to(dev) for k, v in encoder.tokenize(items).items()}  # type: ignore[operator]  # TextEncoder method
+        return {k: v.to(dev) for k, v in cast("TextEncoder", encoder).tokenize(items).items()}
     raise ConfigError(f"Encoder modality {modality!r} is neither 'image' nor 'text'.")
 
 
@@ -136,7 +139,8 @@ def explain(
         encoder.to(device)
         if model is not None:
             model.to(device)
-    modality = modality or getattr(encoder, "modality", "image")
+    if not modality:
+        modality = cast(str, getattr(encoder, "modality", "image"))
     _check_compatible(encoder, model, modality)
     inputs = prepare_inputs(encoder, items)
     n = inputs.shape[0] if isinstance(inputs, torch.Tensor) else inputs["input_ids"].shape[0]

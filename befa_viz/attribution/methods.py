@@ -56,7 +56,8 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -67,6 +68,9 @@ from befa_viz.attribution.result import Attribution
 from befa_viz.attribution.targets import AttributionTarget, _eval_mode
 from befa_viz.errors import ConfigError, MissingDependencyError
 from befa_viz.registry import Registry, closest
+
+if TYPE_CHECKING:  # encoders are duck-typed nn.Modules here; casts name what a branch needs
+    from befa_viz.encoders.base import ImageEncoder, TextEncoder
 
 __all__ = [
     "ATTRIBUTIONS",
@@ -340,9 +344,10 @@ def _warn_delta(delta: np.ndarray, fx: np.ndarray, fb: np.ndarray, ids: list[str
 def _outside_stacklevel() -> int:
     """``stacklevel`` of the first frame outside befa_viz.attribution (the user's call)."""
     pkg = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1  # the frame calling warnings.warn
+    frame: FrameType | None = sys._getframe(1)  # the frame calling warnings.warn
+    level = 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg):
-        frame, level = frame.f_back, level + 1  # type: ignore[assignment]  # None ends the loop
+        frame, level = frame.f_back, level + 1
     return level
 
 
@@ -575,7 +580,7 @@ def _seeded(seed: int, encoder: nn.Module) -> Iterator[None]:
 # -- image: layer methods -----------------------------------------------------------------------
 def _grid_hw(encoder: nn.Module, pixels: torch.Tensor) -> tuple[int, int]:
     with torch.no_grad():
-        fm = encoder.features(pixels[:1])  # type: ignore[operator]  # ImageEncoder method
+        fm = cast("ImageEncoder", encoder).features(pixels[:1])
     return int(fm.shape[-2]), int(fm.shape[-1])
 
 
@@ -609,7 +614,7 @@ def _layer_grid(t: torch.Tensor, batch: int, encoder: nn.Module, pixels: torch.T
     )
 
 
-def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def _upsample(maps: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     """``[B, h, w]`` → ``[B, S, S]`` bilinear (Captum's LayerAttribution.interpolate)."""
     ca = _captum()
     return ca.LayerAttribution.interpolate(maps.unsqueeze(1), size, "bilinear").squeeze(1)
@@ -674,7 +679,8 @@ def layer_integrated_gradients(
     delta, fx, fb = _completeness(f, pixels, base, rows_all, attr=torch.cat(totals), names=ids,
                                   method="layer_ig", ibs=ibs)
     params = {"method": "layer_ig", "n_steps": int(n_steps), "baseline": _baseline_name(baseline),
-              "blur_sigma": blur_sigma, "layer": _layer_name(encoder, encoder.feature_layer),
+              "blur_sigma": blur_sigma,
+              "layer": _layer_name(encoder, cast("ImageEncoder", encoder).feature_layer),
               "encoder": getattr(encoder, "key", "")}
     res = _image_results(pixels, _upsample(layer_map, tuple(pixels.shape[-2:])), ids, "layer_ig",
                          target, params, delta=delta, fx=fx, fb=fb,
@@ -726,7 +732,7 @@ def grad_cam(
     ids = _ids(item_ids, pixels.shape[0])
     f = _image_forward(encoder, target)
     rows_all = torch.arange(pixels.shape[0], device=pixels.device)
-    layer = encoder.feature_layer
+    layer = cast("ImageEncoder", encoder).feature_layer
     acts: list[torch.Tensor] = []
     handle = layer.register_forward_hook(lambda _m, _i, o: acts.append(o))
     try:
@@ -874,7 +880,7 @@ def similarity_map(
     maps, space = [], ""
     with torch.no_grad():
         for s in _chunks(pixels.shape[0], ibs):
-            fm = encoder.features(pixels[s])  # [b, C, h, w]
+            fm = cast("ImageEncoder", encoder).features(pixels[s])  # [b, C, h, w]
             b, c, h, w = fm.shape
             loc = fm.permute(0, 2, 3, 1).reshape(b * h * w, c)
             rows = rows_all[s].repeat_interleave(h * w)
@@ -897,7 +903,7 @@ def similarity_map(
             maps.append(F.cosine_similarity(z, ref, dim=-1, eps=1e-8).view(b, h, w))
     layer_map = torch.cat(maps)
     params = {"method": "similarity", "space": space,
-              "layer": _layer_name(encoder, encoder.feature_layer),
+              "layer": _layer_name(encoder, cast("ImageEncoder", encoder).feature_layer),
               "encoder": getattr(encoder, "key", "")}
     return _image_results(pixels, _upsample(layer_map, tuple(pixels.shape[-2:])), ids,
                           "similarity", target, params, extras={"layer_map": layer_map})
@@ -995,7 +1001,7 @@ def _special_mask(encoder: nn.Module, ids: torch.Tensor) -> torch.Tensor:
 def _text_forward_embeds(encoder: nn.Module, target: AttributionTarget
                          ) -> Callable[..., torch.Tensor]:
     def f(embeds: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return target(encoder.forward_embeddings(embeds, mask), rows)
+        return target(cast("TextEncoder", encoder).forward_embeddings(embeds, mask), rows)
 
     return f
 
@@ -1080,9 +1086,9 @@ def _token_strings(encoder: nn.Module, ids: torch.Tensor) -> list[list[str]]:
     ``</w>``, which readable tokens drop, so for it the raw vocabulary entries are decoded here.
     """
     tok = getattr(encoder, "tokenizer", None)
-    readable = encoder.tokens(ids)  # type: ignore[operator]  # TextEncoder method
+    readable = cast("TextEncoder", encoder).tokens(ids)
     if tok is None or not (hasattr(tok, "decoder") and hasattr(tok, "byte_decoder")):
-        return readable  # type: ignore[no-any-return]  # list[list[str]]
+        return readable
     out = []
     for row, read in zip(ids.tolist(), readable, strict=True):
         words = []
@@ -1133,7 +1139,7 @@ def _text_ig(encoder: nn.Module, target: AttributionTarget, inputs: Any,
              smooth: tuple[int, float] | None, method: str, seed: int = 0) -> list[Attribution]:
     ca = _captum()
     ids, mask, names, base_ids = _text_setup(encoder, inputs, item_ids, baseline)
-    emb_layer = encoder.embedding_layer
+    emb_layer = cast("TextEncoder", encoder).embedding_layer
     with torch.no_grad():
         x, b = emb_layer(ids).detach(), emb_layer(base_ids).detach()
     f = _text_forward_embeds(encoder, target)
@@ -1141,7 +1147,7 @@ def _text_ig(encoder: nn.Module, target: AttributionTarget, inputs: Any,
     attrs, deltas = [], []
     sigma = 0.0
     if smooth is not None:
-        sigma = float(smooth[1]) * float(emb_layer.weight.std()) if hasattr(
+        sigma = float(smooth[1]) * float(cast(torch.Tensor, emb_layer.weight).std()) if hasattr(
             emb_layer, "weight") else float(smooth[1])
     for s in _chunks(ids.shape[0], ibs):
         a, d = _ig_chunk(ca.IntegratedGradients(f), x[s], b[s], (mask[s], rows_all[s]),
@@ -1181,7 +1187,7 @@ def _text_layer_ig(encoder: nn.Module, target: AttributionTarget, inputs: Any,
     delta, fx, fb = _completeness(f, ids, base_ids, mask, rows_all, attr=torch.cat(attrs),
                                   names=names, method="layer_ig", ibs=ibs)
     params = {"method": "layer_ig", "n_steps": int(n_steps), "baseline": "pad",
-              "layer": _layer_name(encoder, encoder.embedding_layer),
+              "layer": _layer_name(encoder, cast("TextEncoder", encoder).embedding_layer),
               "encoder": getattr(encoder, "key", "")}
     return _text_results(encoder, target, ids, mask, torch.cat(attrs), names, "layer_ig", params,
                          delta=delta, fx=fx, fb=fb)
@@ -1211,7 +1217,8 @@ def _text_input_control(encoder: nn.Module, target: AttributionTarget, inputs: A
                         item_ids: Sequence[str] | None) -> list[Attribution]:
     ids, mask, names, base_ids = _text_setup(encoder, inputs, item_ids, "pad")
     with torch.no_grad():
-        e, b = encoder.embedding_layer(ids), encoder.embedding_layer(base_ids)
+        emb_layer = cast("TextEncoder", encoder).embedding_layer
+        e, b = emb_layer(ids), emb_layer(base_ids)
     tv = (e - b).norm(dim=-1) * mask
     params = {"method": "input_x_blur", "baseline": "pad", "encoder": getattr(encoder, "key", "")}
     return _text_results(encoder, target, ids, mask, tv, names, "input_x_blur", params)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -62,7 +62,8 @@ class Attribution:
             arrays[f"extra__{k}"] = np.asarray(v)
         arrays["meta_json"] = np.frombuffer(json.dumps(meta, default=str).encode(), dtype=np.uint8)
         buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
+        # numpy's stubs type **kwds like its `allow_pickle: bool`; no key here can be that.
+        np.savez_compressed(buf, **cast("dict[str, Any]", arrays))
         path = Path(path)
         atomic_write_bytes(path, buf.getvalue())
         return path

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ from torch import nn
 
 from befa_viz.errors import ConfigError, DataError
 from befa_viz.registry import Registry
+
+if TYPE_CHECKING:
+    from befa_viz.models.base import Recommender
 
 __all__ = [
     "TARGETS",
@@ -173,6 +176,7 @@ class ContentFocusTarget(AttributionTarget):
     """
 
     name = "content_focus"
+    ref: torch.Tensor  # buffer: unit-normalised E(x₀), [n_items, D]
 
     def __init__(self, reference: torch.Tensor) -> None:
         ref = torch.as_tensor(reference).detach().float()
@@ -200,8 +204,11 @@ class BehaviourAlignmentTarget(AttributionTarget):
 
     name = "behaviour_alignment"
     cosine = True
+    # Buffers: item index and behaviour embedding e_i of each attributed item.
+    item_idx: torch.Tensor
+    behaviour: torch.Tensor
 
-    def __init__(self, model: nn.Module, modality: str, item_idx: Sequence[int] | torch.Tensor
+    def __init__(self, model: Recommender, modality: str, item_idx: Sequence[int] | torch.Tensor
                  ) -> None:
         _check_model(model, modality, self.name)
         idx = _as_index(item_idx, "item_idx")
@@ -209,12 +216,12 @@ class BehaviourAlignmentTarget(AttributionTarget):
         self.model = model
         self.modality = modality
         with torch.no_grad():
-            e = model.behaviour_embedding(idx.to(_model_device(model)))  # type: ignore[operator]  # Recommender method
+            e = model.behaviour_embedding(idx.to(_model_device(model)))
         self.register_buffer("item_idx", idx)
         self.register_buffer("behaviour", e.detach().float())
 
     def embed(self, embeddings: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return self.model.projections[self.modality](embeddings)  # type: ignore[index, operator, no-any-return]  # ModuleDict
+        return self.model.projections[self.modality](embeddings)
 
     def reference(self, rows: torch.Tensor) -> torch.Tensor:
         return self.behaviour[rows]
@@ -247,10 +254,10 @@ def _users_of(users: Any, idx: torch.Tensor, n_users: int) -> list[np.ndarray]:
     return out
 
 
-def _content_user_vectors(model: nn.Module, modality: str, target: str) -> torch.Tensor:
+def _content_user_vectors(model: Recommender, modality: str, target: str) -> torch.Tensor:
     try:
         with torch.no_grad(), _eval_mode(model):
-            vecs = model.content_user_vectors(modality)  # type: ignore[operator]  # Recommender method
+            vecs = model.content_user_vectors(modality)
     except NotImplementedError:
         raise ConfigError(
             f"{type(model).__name__} does not implement content_user_vectors(), which target "
@@ -279,8 +286,11 @@ class ContentScoreTarget(AttributionTarget):
     """
 
     name = "content_score"
+    # Buffers: item index and mean user vector of each attributed item.
+    item_idx: torch.Tensor
+    ref: torch.Tensor
 
-    def __init__(self, model: nn.Module, modality: str, item_idx: Sequence[int] | torch.Tensor,
+    def __init__(self, model: Recommender, modality: str, item_idx: Sequence[int] | torch.Tensor,
                  users: Any = None) -> None:
         _check_model(model, modality, self.name)
         idx = _as_index(item_idx, "item_idx")
@@ -312,7 +322,7 @@ class ContentScoreTarget(AttributionTarget):
 
     def embed(self, embeddings: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         items = self.item_idx.to(embeddings.device)[rows]
-        return self.model.content_pathway(self.modality, embeddings, items)  # type: ignore[operator, no-any-return]  # Recommender method
+        return self.model.content_pathway(self.modality, embeddings, items)
 
     def reference(self, rows: torch.Tensor) -> torch.Tensor:
         return self.ref[rows]
@@ -342,8 +352,13 @@ class UserScoreTarget(AttributionTarget):
     """
 
     name = "user_score"
+    # Buffers: item and user index, user vector u_m and score offset of each attributed item.
+    item_idx: torch.Tensor
+    user_idx: torch.Tensor
+    ref: torch.Tensor
+    const: torch.Tensor
 
-    def __init__(self, model: nn.Module, modality: str, item_idx: Sequence[int] | torch.Tensor,
+    def __init__(self, model: Recommender, modality: str, item_idx: Sequence[int] | torch.Tensor,
                  user_idx: int | Sequence[int] | torch.Tensor) -> None:
         _check_model(model, modality, self.name)
         idx = _as_index(item_idx, "item_idx")
@@ -362,14 +377,14 @@ class UserScoreTarget(AttributionTarget):
         dev = uv.device
         with torch.no_grad(), _eval_mode(model):
             try:
-                full = model.score_users(users.to(dev))  # type: ignore[operator]  # [B, n_items]
+                full = model.score_users(users.to(dev))  # [B, n_items]
             except NotImplementedError:
                 raise ConfigError(
                     f"{type(model).__name__} does not implement score_users(), which "
                     f"'user_score' needs."
                 ) from None
             s = full[torch.arange(idx.numel(), device=dev), idx.to(dev)]
-            content = model.item_content(modality)[idx.to(dev)]  # type: ignore[operator]  # [B, d]
+            content = model.item_content(modality)[idx.to(dev)]  # [B, d]
             const = s - (uv[users.to(dev)] * content).sum(-1)
         self.model = model
         self.modality = modality
@@ -381,7 +396,7 @@ class UserScoreTarget(AttributionTarget):
 
     def embed(self, embeddings: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         items = self.item_idx.to(embeddings.device)[rows]
-        return self.model.content_pathway(self.modality, embeddings, items)  # type: ignore[operator, no-any-return]  # Recommender method
+        return self.model.content_pathway(self.modality, embeddings, items)
 
     def reference(self, rows: torch.Tensor) -> torch.Tensor:
         return self.ref[rows]
@@ -414,6 +429,7 @@ class RandomDirectionTarget(AttributionTarget):
     """
 
     name = "random"
+    directions: torch.Tensor  # buffer: unit directions r, [n_directions, D]
 
     def __init__(self, dim: int, seed: int = 0, n_directions: int = 1) -> None:
         super().__init__(None)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -411,12 +412,12 @@ def import_mmrec(
         item_ids = [str(i) for i in range(n_items)]
 
     if table is not None:
-        def col(c: str) -> list[str]:
+        def column(c: str) -> list[str]:
             return table[c].astype(str).tolist() if c in table.columns else [""] * n_items
 
         extra_cols = [c for c in table.columns if c not in ("itemID", "title", "text", "image")]
-        catalog = Catalog(item_ids, col("title"), col("text"),
-                          [p or None for p in col("image")],
+        catalog = Catalog(item_ids, column("title"), column("text"),
+                          [p or None for p in column("image")],
                           meta=table[extra_cols].reset_index(drop=True) if extra_cols else None)
     else:
         catalog = Catalog(item_ids, [""] * n_items, [""] * n_items)
@@ -451,7 +452,7 @@ def import_mmrec(
 # -- export -------------------------------------------------------------------------------------
 def export_mmrec(
     dataset: RecDataset,
-    folder: str | Path,
+    folder: str | os.PathLike[str],
     *,
     features: Mapping[str, np.ndarray] | None = None,
     name: str | None = None,

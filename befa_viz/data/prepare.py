@@ -121,10 +121,10 @@ def parse_split(split: str | Sequence[float]) -> tuple[float, float, float]:
             "0.8,0.1,0.1."
         )
     total = sum(parts)
-    ratios = tuple(round(p / total, 10) for p in parts)
-    if ratios[0] <= 0:
+    train, valid, test = (round(p / total, 10) for p in parts)  # length checked above
+    if train <= 0:
         raise ConfigError(f"Split {split!r} gives no training share; the train ratio must be > 0.")
-    return ratios  # type: ignore[return-value]  # length checked above
+    return train, valid, test
 
 
 def natural_order(ids: Sequence[str] | np.ndarray) -> np.ndarray:
@@ -455,7 +455,10 @@ def prepare_interactions(
     rows, u, i = rows[canon], u[canon], i[canon]
     tie = rng.random(len(u))
     use_time = ts is not None and split_by in ("auto", "time")
-    order = np.lexsort((tie, ts[rows], u)) if use_time else np.lexsort((tie, u))
+    if use_time and ts is not None:  # (use_time implies ts is not None)
+        order = np.lexsort((tie, ts[rows], u))
+    else:
+        order = np.lexsort((tie, u))
     rows, u, i = rows[order], u[order], i[order]
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     pos = np.arange(len(u)) - starts[u]

@@ -345,8 +345,8 @@ def _noise(rng_vals: list[np.ndarray], size: int) -> np.ndarray:
 
     total = np.zeros((size, size), dtype=np.float32)
     for w, grid in enumerate(rng_vals):
-        im = Image.fromarray(grid.astype(np.float32), mode="F").resize((size, size),
-                                                                        Image.BILINEAR)
+        im = Image.fromarray(grid.astype(np.float32), mode="F").resize(
+            (size, size), Image.Resampling.BILINEAR)
         total += np.asarray(im, dtype=np.float32) / (w + 1)
     return total / sum(1 / (w + 1) for w in range(len(rng_vals)))
 
@@ -551,7 +551,7 @@ def _render(spec: _Spec, size: int, clutter: float, only: tuple[str, ...] | None
         ImageDraw.Draw(text_im).text(tuple(wm["at"]), wm["text"], fill=255,
                                      font=_font(int(wm["px"])))
         if wm["angle"]:
-            text_im = text_im.rotate(wm["angle"], resample=Image.NEAREST,
+            text_im = text_im.rotate(wm["angle"], resample=Image.Resampling.NEAREST,
                                      center=tuple(wm["at"]))
         paint(np.asarray(text_im) > 110, wm["colour"], "watermark", alpha=wm["alpha"])
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), labels

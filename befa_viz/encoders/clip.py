@@ -200,7 +200,8 @@ class ClipImageEncoder(ImageEncoder):
             clip_model, weights_label = load_open_clip(model, weights)
         self.key = f"clip:{model}:{weights_label}"
         self.pretrained = not str(weights_label).startswith("random")
-        visual = clip_model.visual
+        oc_model: Any = clip_model  # open_clip's towers carry untyped attributes
+        visual = oc_model.visual
         self.visual = visual
         cfg = dict(getattr(visual, "preprocess_cfg", {}) or {})
         size = cfg.get("size", getattr(visual, "image_size", 224))
@@ -212,7 +213,7 @@ class ClipImageEncoder(ImageEncoder):
         self.mean = tuple(float(v) for v in cfg.get("mean", self.mean))  # type: ignore[assignment]  # 3 floats
         self.std = tuple(float(v) for v in cfg.get("std", self.std))  # type: ignore[assignment]  # 3 floats
         self.interpolation = str(cfg.get("interpolation", "bicubic"))
-        self.dim = int(getattr(visual, "output_dim", 0) or clip_model.text_projection.shape[-1])
+        self.dim = int(getattr(visual, "output_dim", 0) or oc_model.text_projection.shape[-1])
 
         if hasattr(visual, "transformer") and hasattr(visual, "grid_size"):
             blocks = visual.transformer.resblocks
@@ -265,6 +266,8 @@ class ClipTextEncoder(TextEncoder):
     an ``attention_mask`` that is 1 up to and including each text's end-of-text token.
     """
 
+    attn_mask: torch.Tensor | None  # buffer: the tower's causal mask (None: no mask)
+
     def __init__(self, model: str = "ViT-B-32", weights: str | None = None,
                  clip_model: nn.Module | None = None, weights_label: str | None = None) -> None:
         super().__init__()
@@ -273,7 +276,8 @@ class ClipTextEncoder(TextEncoder):
             clip_model, weights_label = load_open_clip(model, weights)
         self.key = f"clip:{model}:{weights_label}"
         self.pretrained = not str(weights_label).startswith("random")
-        src = getattr(clip_model, "text", clip_model)  # CustomTextCLIP keeps a TextTransformer
+        # CustomTextCLIP keeps a TextTransformer; open_clip's towers carry untyped attributes.
+        src: Any = getattr(clip_model, "text", clip_model)
         needed = ("token_embedding", "positional_embedding", "transformer", "ln_final")
         if not all(hasattr(src, a) for a in needed) or getattr(src, "cls_emb", None) is not None \
                 or getattr(src, "use_pad_mask", False):
@@ -290,7 +294,7 @@ class ClipTextEncoder(TextEncoder):
         self.pool_type = getattr(src, "text_pool_type", getattr(src, "pool_type", "argmax"))
         if self.pool_type not in ("argmax", "eos", "first", "last"):
             raise ConfigError(f"Unsupported text pooling {self.pool_type!r} in {model!r}.")
-        self.eos_id = getattr(src, "text_eos_id", getattr(src, "eos_id", None))
+        self.eos_id: int | None = getattr(src, "text_eos_id", getattr(src, "eos_id", None))
         self.tokenizer = oc.get_tokenizer(model)
         self.max_length = int(getattr(src, "context_length", self.positional_embedding.shape[0]))
         self.pad_token_id = 0  # open_clip's SimpleTokenizer pads with 0
@@ -309,6 +313,9 @@ class ClipTextEncoder(TextEncoder):
         if self.pool_type == "argmax":
             return ids.argmax(dim=-1)
         if self.pool_type == "eos":
+            if self.eos_id is None:
+                raise ConfigError(f"{self.key} pools at the end-of-text token, but its text "
+                                  "tower defines no eos_id.")
             return (ids == self.eos_id).int().argmax(dim=-1)
         if self.pool_type == "first":
             return torch.zeros(len(ids), dtype=torch.long)

@@ -402,7 +402,7 @@ def _plan_jobs(ranges: list[range], todo: list[int], batch_size: int,
     return jobs
 
 
-def _identity(x: _Prepared) -> _Prepared:
+def _identity(x: Any) -> Any:  # DataLoader collate_fn; batch_size=None: one _Prepared each
     return x
 
 

@@ -16,7 +16,7 @@ says so. Mean, std, input size and interpolation come from the weights' metadata
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -81,7 +81,7 @@ def _strip_head(model: nn.Module, name: str) -> tuple[nn.Module, int]:
                                                           nn.Module):  # DenseNet
         dim = classifier.in_features
         model.classifier = nn.Identity()
-        return model.features, dim
+        return cast(nn.Module, model.features), dim  # checked by the isinstance above
     raise ConfigError(
         f"torchvision model {name!r} is not a supported CNN family: befa-viz needs a conv "
         "body and a final Linear head (ResNet/ResNeXt/RegNet 'fc', or MobileNet/EfficientNet/"

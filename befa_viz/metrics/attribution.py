@@ -304,7 +304,7 @@ def _perturbation_curve(
         raise ValueError(f"n_steps and batch_size must be >= 1; got {n_steps}, {batch_size}.")
     n_pix = m.size
     order = rank_order(m, seed)
-    rank = np.empty(n_pix, dtype=np.int64)
+    rank: np.ndarray = np.empty(n_pix, dtype=np.int64)
     rank[order] = np.arange(n_pix)
     rank = rank.reshape(m.shape)
     counts = np.round(np.linspace(0, n_pix, n_steps + 1)).astype(np.int64)

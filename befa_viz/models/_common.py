@@ -184,7 +184,8 @@ def knn_topk(
     return row, torch.cat(cols).reshape(-1), torch.cat(vals).reshape(-1)
 
 
-_FROZEN_KNN: OrderedDict[tuple[Any, ...], tuple[torch.Tensor, ...]] = OrderedDict()
+_KnnEdges = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # row, col, similarity
+_FROZEN_KNN: OrderedDict[tuple[Any, ...], _KnnEdges] = OrderedDict()
 _FROZEN_KNN_SIZE = 8
 
 
@@ -198,14 +199,15 @@ def frozen_knn_topk(
     the feature bytes (plus ``k`` and the device), so changed features never hit a stale entry.
     """
     arr = np.ascontiguousarray(x.detach().cpu().float().numpy())
-    digest = hashlib.blake2b(memoryview(arr).cast("B"), digest_size=16).hexdigest()
+    digest = hashlib.blake2b(arr.data.cast("B"), digest_size=16).hexdigest()
     key = (digest, tuple(arr.shape), int(k), str(x.device))
     if key not in _FROZEN_KNN:
         _FROZEN_KNN[key] = knn_topk(x, k, chunk)
         while len(_FROZEN_KNN) > _FROZEN_KNN_SIZE:
             _FROZEN_KNN.popitem(last=False)
     _FROZEN_KNN.move_to_end(key)
-    return tuple(t.clone() for t in _FROZEN_KNN[key])  # type: ignore[return-value]  # 3 tensors
+    row, col, sim = _FROZEN_KNN[key]
+    return row.clone(), col.clone(), sim.clone()
 
 
 def knn_indices(x: torch.Tensor, k: int, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,15 +10,30 @@ matter, behaviour supplies the values.
 
 from __future__ import annotations
 
+from typing import Protocol, cast
+
 import torch
 from torch import nn
 
 from befa_viz.errors import ConfigError
 from befa_viz.registry import Registry
 
-__all__ = ["ADAPTERS", "BehaviorAdapter"]
+__all__ = ["ADAPTERS", "BehaviorAdapter", "GatedAdapter"]
 
 ADAPTERS: Registry[nn.Module] = Registry("adapter")
+
+
+class GatedAdapter(Protocol):
+    """What :class:`~befa_viz.models.base.Recommender` calls on a module from ``ADAPTERS``.
+
+    ``penalty`` is only called when the adapter has a ``gate_reg`` attribute > 0.
+    """
+
+    def __call__(self, content: torch.Tensor, behaviour: torch.Tensor) -> torch.Tensor: ...
+
+    def gate(self, content: torch.Tensor) -> torch.Tensor: ...
+
+    def penalty(self, gate: torch.Tensor) -> torch.Tensor: ...
 
 
 @ADAPTERS.register("befa")
@@ -73,7 +88,7 @@ class BehaviorAdapter(nn.Module):
             nn.Linear(hidden, dim),
         )
         if gate_bias is not None:
-            nn.init.constant_(self.mlp[-1].bias, gate_bias)
+            nn.init.constant_(cast(nn.Linear, self.mlp[-1]).bias, gate_bias)
 
     def penalty(self, gate: torch.Tensor) -> torch.Tensor:
         """The weighted gate penalty for gate values ``[B, d]`` (0 when ``gate_reg`` is 0)."""

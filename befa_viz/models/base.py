@@ -10,14 +10,14 @@ attribution can differentiate from an encoder's output through the model.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from befa_viz.errors import ConfigError
-from befa_viz.models.adapter import ADAPTERS
+from befa_viz.models.adapter import ADAPTERS, GatedAdapter
 from befa_viz.registry import Registry
 
 __all__ = ["MODELS", "Recommender"]
@@ -104,14 +104,14 @@ class Recommender(nn.Module):
                 f"{type(self).__name__} has no modality {modality!r}; it was built with "
                 f"{self.modalities or 'no content features'}."
             )
-        return getattr(self, f"feat_{modality}")  # type: ignore[no-any-return]  # a buffer
+        return cast(torch.Tensor, getattr(self, f"feat_{modality}"))  # a buffer
 
     def behaviour_embedding(self, item_idx: torch.Tensor) -> torch.Tensor:
         """Behavioural (ID) embedding e_i used by the adapter, ``[B, d]``.
 
         Subclasses with a differently named item embedding override this.
         """
-        return self.item_emb(item_idx)  # type: ignore[attr-defined, no-any-return]  # set by subclasses
+        return cast(nn.Module, self.item_emb)(item_idx)  # set by subclasses
 
     def content_pathway(
         self, modality: str, content: torch.Tensor, item_idx: torch.Tensor
@@ -129,7 +129,8 @@ class Recommender(nn.Module):
         if not self.adapters:
             raise ConfigError("This model was trained without an adapter; it has no gate.")
         self.raw_features(modality)  # validates the modality name
-        return self.adapters[modality].gate(self.projections[modality](content))
+        adapter = cast(GatedAdapter, self.adapters[modality])
+        return adapter.gate(self.projections[modality](content))
 
     def item_content(self, modality: str) -> torch.Tensor:
         """Content representation of every item, ``[n_items, d]``."""
@@ -153,7 +154,7 @@ class Recommender(nn.Module):
         for m, adapter in self.adapters.items():
             if float(getattr(adapter, "gate_reg", 0.0)) > 0:
                 g = self.gate(m, self.raw_features(m)[item_idx])
-                total = total + adapter.penalty(g)  # type: ignore[operator]  # BehaviorAdapter
+                total = total + cast(GatedAdapter, adapter).penalty(g)
         return total
 
     # -- training / scoring -----------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -83,6 +83,8 @@ class BM3(Recommender):
         torch.Size([2, 12])
     """
 
+    adj: torch.Tensor  # buffer: normalised user-item adjacency (sparse)
+
     def __init__(self, n_users: int, n_items: int, *, train_graph: Any = None, dim: int = 64,
                  n_layers: int = 1, dropout: float = 0.5, reg_weight: float = 0.1,
                  cl_weight: float = 2.0, **kwargs: Any) -> None:
@@ -99,7 +101,7 @@ class BM3(Recommender):
         self.predictor = nn.Linear(self.dim, self.dim)
         nn.init.xavier_normal_(self.predictor.weight)
         for proj in self.projections.values():  # MMRec: xavier_normal_ on image_trs/text_trs
-            nn.init.xavier_normal_(proj.weight)
+            nn.init.xavier_normal_(cast(nn.Linear, proj).weight)
         users, items = train_edges(graph)
         self.register_buffer("adj", ui_adjacency(users, items, self.n_users, self.n_items),
                              persistent=False)

@@ -79,6 +79,15 @@ class FREEDOM(Recommender):
         torch.Size([2, 12])
     """
 
+    # Buffers: the training graph's edges and adjacency, the frozen item-item graph and the
+    # pruned adjacency of the current epoch (None until first sampled).
+    edge_users: torch.Tensor
+    edge_items: torch.Tensor
+    edge_values: torch.Tensor
+    adj: torch.Tensor
+    mm_adj: torch.Tensor
+    masked_adj: torch.Tensor | None
+
     def __init__(self, n_users: int, n_items: int, *, train_graph: Any = None, dim: int = 64,
                  knn_k: int = 10, n_mm_layers: int = 1, n_ui_layers: int = 2,
                  dropout: float = 0.8, image_weight: float = 0.1, aux_weight: float = 1e-4,
@@ -149,7 +158,7 @@ class FREEDOM(Recommender):
         if self._graph_stale or self.masked_adj is None:
             self.masked_adj = self.prune()
             self._graph_stale = False
-        return self.masked_adj  # type: ignore[return-value]  # set above
+        return self.masked_adj
 
     def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.item_emb.weight

@@ -80,6 +80,12 @@ class LATTICE(Recommender):
         torch.Size([2, 12])
     """
 
+    adj: torch.Tensor  # buffer: normalised user-item adjacency (sparse)
+    # Buffers: the learned item graph of the current epoch, None until first built.
+    graph_row: torch.Tensor | None
+    graph_col: torch.Tensor | None
+    graph_val: torch.Tensor | None
+
     def __init__(self, n_users: int, n_items: int, *, train_graph: Any = None, dim: int = 64,
                  knn_k: int = 10, lambda_coeff: float = 0.9, n_layers: int = 1,
                  n_ui_layers: int = 2, reg_weight: float = 1e-4, knn_chunk: int = 1024,
@@ -152,8 +158,9 @@ class LATTICE(Recommender):
             self.graph_row, self.graph_col, self.graph_val = row, col, val.detach()
             self._graph_stale = False
             return row, col, val
-        # buffers set above (typed Optional by nn.Module)
-        return self.graph_row, self.graph_col, self.graph_val  # type: ignore[return-value]
+        g_row, g_col = self.graph_row, self.graph_col
+        assert g_row is not None and g_col is not None  # set together with graph_val
+        return g_row, g_col, self.graph_val
 
     def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         row, col, val = self._current_graph()

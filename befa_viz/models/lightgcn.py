@@ -48,6 +48,7 @@ class LightGCN(Recommender):
     """
 
     multimodal = False
+    adj: torch.Tensor  # buffer: normalised user-item adjacency (sparse)
 
     def __init__(self, n_users: int, n_items: int, *, train_graph: Any = None, dim: int = 64,
                  n_layers: int = 2, reg_weight: float = 1e-4, **kwargs: Any) -> None:

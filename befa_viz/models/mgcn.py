@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -80,6 +80,9 @@ class MGCN(Recommender):
         torch.Size([2, 12])
     """
 
+    adj: torch.Tensor  # buffer: normalised user-item adjacency (sparse)
+    r_norm: torch.Tensor  # buffer: normalised user × item matrix R̂ (sparse)
+
     def __init__(self, n_users: int, n_items: int, *, train_graph: Any = None, dim: int = 64,
                  knn_k: int = 10, n_layers: int = 1, n_ui_layers: int = 2,
                  reg_weight: float = 1e-4, cl_weight: float = 0.01, temperature: float = 0.2,
@@ -127,11 +130,12 @@ class MGCN(Recommender):
                 x = torch.sparse.mm(graph, x)
             modal.append(torch.cat([torch.sparse.mm(self.r_norm, x), x]))  # [U+I, d]
         att = torch.softmax(torch.cat([self.query_common(v) for v in modal], dim=-1), dim=-1)
-        common = sum(att[:, k : k + 1] * v for k, v in enumerate(modal))  # [U+I, d]
+        # [U+I, d]; sum() starts from 0, so typeshed types it `Tensor | Literal[0]`
+        common = cast(torch.Tensor, sum(att[:, k : k + 1] * v for k, v in enumerate(modal)))
         side = common
         for m, v in zip(self.modalities, modal, strict=True):
             side = side + self.preferences[m](behaviour) * (v - common)
-        return behaviour, side / (len(modal) + 1)  # type: ignore[return-value]  # tensors
+        return behaviour, side / (len(modal) + 1)
 
     def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         behaviour, side = self.views()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -61,8 +61,8 @@ class VBPR(Recommender):
         for emb in (self.user_emb, self.user_theta, self.item_emb):
             nn.init.xavier_uniform_(emb.weight)
         for proj in self.projections.values():  # MMRec: xavier_normal_initialization
-            nn.init.xavier_normal_(proj.weight)
-            nn.init.zeros_(proj.bias)
+            nn.init.xavier_normal_(cast(nn.Linear, proj).weight)
+            nn.init.zeros_(cast(nn.Linear, proj).bias)
 
     def _content(self, item_idx: torch.Tensor | None) -> torch.Tensor:
         """Fused content term c_i of ``item_idx`` (all items for ``None``)."""

@@ -37,7 +37,9 @@ COMPARE_METRICS: tuple[str, ...] = ("Recall@10", "Recall@20", "NDCG@10", "NDCG@2
 VARIANTS: tuple[str, str] = ("none", "befa")
 
 
-def paired_tests(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+def paired_tests(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray
+) -> dict[str, Any]:
     """Paired t-test and Wilcoxon signed-rank test of ``b - a`` (two-sided).
 
     Returns ``nan`` p-values where a test is undefined (fewer than 2 pairs, all differences

@@ -27,7 +27,7 @@ def array_fingerprint(values: np.ndarray) -> str:
     """Short SHA-256 of an array's dtype, shape and bytes."""
     a = np.ascontiguousarray(values)
     h = hashlib.sha256(f"{a.dtype}{a.shape}".encode())
-    h.update(memoryview(a).cast("B"))
+    h.update(a.data.cast("B"))  # a.data: memoryview(a), typed
     return h.hexdigest()[:16]
 
 

@@ -58,7 +58,7 @@ class NegativeSampler:
     def sample(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One negative item per entry of ``users``, uniform over the user's non-items."""
         users = np.asarray(users, dtype=np.int64)
-        neg = rng.integers(0, self.n_items, size=users.shape[0], dtype=np.int64)
+        neg = rng.integers(0, self.n_items, size=int(users.shape[0]), dtype=np.int64)
         bad = np.flatnonzero(self.contains(users, neg))
         while bad.size:  # expected rounds ~ 1 / (1 - density): a handful even for dense users
             neg[bad] = rng.integers(0, self.n_items, size=bad.size, dtype=np.int64)

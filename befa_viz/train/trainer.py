@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from befa_viz.errors import ConfigError, DataError
 from befa_viz.train.config import TrainConfig
 from befa_viz.train.evaluate import evaluate
 from befa_viz.train.sampling import NegativeSampler
+
+if TYPE_CHECKING:
+    from befa_viz.models.base import Recommender
 
 __all__ = [
     "TrainState",
@@ -112,7 +115,7 @@ def _check_device(device: str) -> torch.device:
 
 def build_model(
     config: TrainConfig, dataset: RecDataset, features: Mapping[str, np.ndarray]
-) -> torch.nn.Module:
+) -> Recommender:
     """Create the backbone of ``config`` for ``dataset`` (seeded, on ``config.device``).
 
     Args:
@@ -179,9 +182,9 @@ def gate_summary(model: torch.nn.Module) -> dict[str, dict[str, float]]:
     model.eval()
     out: dict[str, dict[str, float]] = {}
     try:
-        for m in model.modalities:  # type: ignore[attr-defined]  # Recommender attribute
-            # Recommender methods, not on the nn.Module type
-            g = model.gate(m, model.raw_features(m)).float().flatten()  # type: ignore[operator]
+        rec = cast("Recommender", model)  # a model with adapters is a Recommender
+        for m in rec.modalities:
+            g = rec.gate(m, rec.raw_features(m)).float().flatten()
             q = torch.quantile(g.cpu(), torch.tensor(GATE_QUANTILES))
             out[m] = {
                 "mean": float(g.mean()), "std": float(g.std()),
@@ -234,7 +237,7 @@ def representation_summary(model: torch.nn.Module) -> dict[str, dict[str, float]
     was_training = model.training
     model.eval()
     try:
-        users, items = model.final_embeddings()  # type: ignore[operator]  # Recommender
+        users, items = model.final_embeddings()
     finally:
         model.train(was_training)
     return {"users": _spread(users), "items": _spread(items)}
@@ -245,7 +248,7 @@ def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def fit(
-    model: torch.nn.Module,
+    model: Recommender,
     dataset: RecDataset,
     config: TrainConfig,
     *,
@@ -297,7 +300,7 @@ def fit(
         if state.optimizer is not None:
             optimizer.load_state_dict(state.optimizer)
         best = dict(best_weights) if best_weights is not None else _weights(model)
-    eval_kw = {"batch_size": config.eval_batch_size, "ks": config.topk}
+    eval_kw: dict[str, Any] = {"batch_size": config.eval_batch_size, "ks": config.topk}
     train_seconds = sum(h.get("seconds", 0.0) for h in state.history)
     eval_seconds = sum(h.get("eval_seconds", 0.0) for h in state.history)
 
@@ -311,8 +314,9 @@ def fit(
         while epoch < config.epochs and not state.stopped_early:
             epoch += 1
             model.train()
-            if hasattr(model, "on_epoch_start"):  # e.g. FREEDOM resamples its pruned graph
-                model.on_epoch_start()
+            on_epoch_start = getattr(model, "on_epoch_start", None)
+            if on_epoch_start is not None:  # e.g. FREEDOM resamples its pruned graph
+                on_epoch_start()
             for group in optimizer.param_groups:  # MMRec's LambdaLR: γ^(epoch / n), 0-based
                 group["lr"] = config.lr * config.lr_decay ** ((epoch - 1) / config.lr_decay_epochs)
             t0 = time.perf_counter()
@@ -358,7 +362,8 @@ def fit(
                          config.metric, value, " *" if improved else "")
             state.history.append(record)
             state.epoch = epoch
-            state.rng_state = copy.deepcopy(rng.bit_generator.state)
+            # a dict at run time; numpy's stubs type the state as a Mapping
+            state.rng_state = cast(dict[str, Any], copy.deepcopy(rng.bit_generator.state))
             state.torch_rng = torch.get_rng_state()
             state.optimizer = optimizer.state_dict()
             if bar is not None:

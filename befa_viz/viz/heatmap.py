@@ -58,7 +58,7 @@ class _Style:
     percentile: float
     alpha: float
     cmap: str | Colormap
-    normalise: str
+    normalise: Normalise
     base: str
 
     def check(self) -> None:
@@ -71,7 +71,7 @@ class _Style:
         _cmap(self.cmap)
 
 
-def _checked_style(percentile: float, alpha: float, cmap: str | Colormap, normalise: str,
+def _checked_style(percentile: float, alpha: float, cmap: str | Colormap, normalise: Normalise,
                    base: str, vmax: float | None = None) -> _Style:
     """The drawing style, its options and ``vmax`` checked."""
     st = _Style(percentile, alpha, cmap, normalise, base)
@@ -228,6 +228,14 @@ def _panel_size(att: Attribution | None, width: float, max_h: float) -> tuple[fl
     return pw, ph
 
 
+def _rgb(att: Attribution) -> np.ndarray:
+    """:func:`image_rgb` of an attribution that must carry its image."""
+    rgb = image_rgb(att)
+    if rgb is None:
+        raise DataError(f"The attribution of item {att.item_id!r} has no image to show.")
+    return rgb
+
+
 def _show(ax: Axes, rgb: np.ndarray, title: str | None, size: float = L.HEAD) -> None:
     ax.imshow(np.clip(rgb, 0, 1), interpolation="nearest")
     if title:
@@ -279,7 +287,7 @@ class _Row:
         ptop, cbw = top + _TITLE_H, _CBAR_GAP + _CBAR_W + _CBAR_LABEL
         one_bar = self.one_bar
         if self.show_image:
-            _show(sheet.axes(x, ptop, self.pw, self.ph), image_rgb(self.atts[0]), self.image_title)
+            _show(sheet.axes(x, ptop, self.pw, self.ph), _rgb(self.atts[0]), self.image_title)
             x += self.pw + _GAP
         for i, (a, m, v, t) in enumerate(zip(self.atts, self.maps, self.vmaxes, self.titles,
                                              strict=True)):
@@ -553,11 +561,11 @@ def grid_figure(
     if show_images:
         sheet.text(_MARGIN, top + ph / 2, "image", va="center", fontsize=L.BODY)
         for c, a in enumerate(rows[0]):
-            _show(sheet.axes(x0 + c * col_w, top, pw, ph), image_rgb(a), None)
+            _show(sheet.axes(x0 + c * col_w, top, pw, ph), _rgb(a), None)
         top += ph + _GAP
     scales: list[Scale] = []
-    for r, (row, rmaps, rv) in enumerate(zip(rows, maps, vmaxes, strict=True)):
-        lines = L.wrap(row_labels[r], label_w - 0.15, L.BODY)
+    for ri, (row, rmaps, rv) in enumerate(zip(rows, maps, vmaxes, strict=True)):
+        lines = L.wrap(row_labels[ri], label_w - 0.15, L.BODY)
         for k, line in enumerate(lines):
             sheet.text(_MARGIN, top + ph / 2 + (k - (len(lines) - 1) / 2) * L.line_height(L.BODY),
                        line, va="center", fontsize=L.BODY)
@@ -567,9 +575,9 @@ def grid_figure(
             if per_panel_bar:
                 L.colourbar(sheet, x + pw + _CBAR_GAP, top, _CBAR_W, ph, bar, 0, v,
                             _unit_label(normalise))
-            scales.append(Scale(f"{row_labels[r]} / {col_labels[c]}", v, percentile,
+            scales.append(Scale(f"{row_labels[ri]} / {col_labels[c]}", v, percentile,
                                 scale != "each", normalise))
-        if scale == "row" or (scale == "all" and r == 0):
+        if scale == "row" or (scale == "all" and ri == 0):
             span = ph if scale == "row" else len(rows) * (ph + _GAP) - _GAP
             L.colourbar(sheet, x0 + n_cols * col_w - _GAP + _CBAR_GAP, top, _CBAR_W, span, bar,
                         0, rv[0], _unit_label(normalise))

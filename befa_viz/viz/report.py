@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Union, cast
 
 import numpy as np
 from matplotlib.colors import Colormap
@@ -366,6 +366,10 @@ def save_figure(
     return [t for t, _ in blobs]
 
 
+# Not usable as array names: np.savez_compressed's own parameters, and our metadata entry.
+_RESERVED_KEYS = frozenset({"meta_json", "file", "allow_pickle"})
+
+
 def _safe_key(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_") or "map"
 
@@ -411,7 +415,7 @@ def save_arrays(
             named = [(str(k), v) for k, v in attributions.items()]
         else:
             named = []
-            for a in attributions:
+            for a in cast("Sequence[Attribution]", attributions):  # not one, not a Mapping
                 base = _safe_key(f"{a.item_id}_{a.modality}_{a.method}_{a.target}")
                 name, n = base, 2
                 while name in dict(named):
@@ -423,15 +427,17 @@ def save_arrays(
         meta: dict[str, Any] = {}
         for name, a in named:
             key = _safe_key(name)
-            if key in arrays or key == "meta_json":
-                raise ConfigError(f"Array name '{name}' clashes with another name (as '{key}').")
+            if key in arrays or key in _RESERVED_KEYS:
+                raise ConfigError(f"Array name '{name}' clashes with another name (as '{key}'); "
+                                  f"{sorted(_RESERVED_KEYS)} are reserved.")
             arrays[key] = np.asarray(_check(a))
             if a.tokens is not None:
                 arrays[f"{key}__tokens"] = np.asarray([str(t) for t in a.tokens], dtype=str)
             meta[key] = {"item_id": a.item_id, "modality": a.modality, "method": a.method,
                          "target": a.target, "delta": a.delta, "params": a.params}
         arrays["meta_json"] = np.frombuffer(json.dumps(meta, default=str).encode(), np.uint8)
-        np.savez_compressed(buf, **arrays)
+        # numpy's stubs type **kwds like its `allow_pickle: bool` (reserved above).
+        np.savez_compressed(buf, **cast("dict[str, Any]", arrays))
     if path.suffix == "":
         path = path.with_name(path.name + suffix)
     elif path.suffix != suffix:

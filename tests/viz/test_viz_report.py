@@ -127,6 +127,15 @@ def test_save_arrays_npy_and_npz(tmp_path):
     assert sorted(q.name for q in tmp_path.iterdir()) == ["all.npz", "f", "single.npy"]
 
 
+@pytest.mark.parametrize("name", ["allow_pickle", "file", "meta_json"])
+def test_save_arrays_refuses_reserved_names(tmp_path, name):
+    # np.savez_compressed would take "allow_pickle" as its flag (silently dropping that map)
+    # and "file" as its own path argument (a TypeError)
+    with pytest.raises(ConfigError, match="reserved"):
+        save_arrays({name: synth(0, "without"), "other": synth(0)}, tmp_path / "a.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_html_report_is_self_contained(small_fig):
     pair = token_pair_html(synth(0, "without", "text"), synth(0, "with", "text"))
     page = html_report([
