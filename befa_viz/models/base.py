@@ -218,7 +218,8 @@ class Recommender(nn.Module):
         return self._eval_cache is not None and self._eval_cache[0] == self._state_key()
 
     def train(self, mode: bool = True) -> Recommender:
-        self._eval_cache = None
+        if mode:  # training invalidates the cache; eval() keeps it (it is keyed on the weights)
+            self._eval_cache = None
         return super().train(mode)
 
     def on_epoch_start(self) -> None:

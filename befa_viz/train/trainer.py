@@ -341,11 +341,12 @@ def fit(
             improved = False
             if epoch % config.eval_every == 0 or epoch == config.epochs:
                 t1 = time.perf_counter()
+                model.eval()  # stays in eval mode: the spread reuses evaluation's embeddings
                 valid = evaluate(model, inter, "valid", **eval_kw)
+                spread = representation_summary(model)
                 record["eval_seconds"] = time.perf_counter() - t1
                 eval_seconds += record["eval_seconds"]
                 record["valid"] = valid
-                spread = representation_summary(model)  # one extra forward, no gradients
                 if spread:  # collapse shows up here long before it shows in the metric
                     record["item_mean_cosine"] = spread["items"]["mean_cosine"]
                     record["item_effective_rank"] = spread["items"]["effective_rank"]

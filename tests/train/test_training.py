@@ -129,6 +129,14 @@ def test_representation_spread_is_exact_and_flags_collapse(tmp_path):
                for h in run.history)  # tracked at every evaluation
 
     model = build_model(cfg(model="bprmf"), ds, {})
+    calls = []
+    forward = model.compute_embeddings
+    model.compute_embeddings = lambda: calls.append(1) or forward()  # type: ignore[method-assign]
+    model.eval()
+    evaluate(model, ds.interactions, "valid")
+    representation_summary(model)
+    assert len(calls) == 1  # the spread reuses the evaluation's cached embeddings
+    del model.compute_embeddings
     with torch.no_grad():  # every item on one ray: a collapsed model
         model.item_emb.weight.copy_(direction[:1].repeat(16) * (1 + torch.rand(ds.n_items, 1)))
     with pytest.warns(UserWarning, match="have collapsed"):
