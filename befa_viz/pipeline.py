@@ -1409,8 +1409,8 @@ def _faithfulness(job: _Job, variant: str, item: int, target: str, att: Any,
     tgt = tgt.to(job.encoder.device).eval()
     dev = job.encoder.device
     if isinstance(inputs, torch.Tensor):
-        base_name = job.options.get("baseline", DEFAULT_BASELINES["image"])
-        base = make_baseline(inputs, base_name, mean_pixel=job.options.get("mean_pixel"))
+        base = make_baseline(inputs, _faithfulness_baseline(job),
+                             mean_pixel=job.options.get("mean_pixel"))
         x, b = inputs[0].cpu().numpy(), base[0].cpu().numpy()
         amap = np.abs(np.asarray(att.values, dtype=np.float64))
 
@@ -1438,7 +1438,6 @@ def _faithfulness(job: _Job, variant: str, item: int, target: str, att: Any,
                 t = torch.from_numpy(np.rint(batch)).long().to(dev)
                 rows = torch.zeros(t.shape[0], dtype=torch.long, device=dev)
                 return tgt(job.encoder(t, torch.ones_like(t)), rows).cpu().numpy()
-        base_name = "pad"
     # f(x) == f(baseline), or a curve whose ends are too close to normalise it (resolution
     # below metrics.MIN_RESOLUTION), gives NaN: recorded as null, with the resolution beside it
     with warnings.catch_warnings():
@@ -1450,7 +1449,8 @@ def _faithfulness(job: _Job, variant: str, item: int, target: str, att: Any,
             "deletion_resolution": _num(d["resolution"]),
             "insertion_resolution": _num(ins["resolution"]),
             "faithfulness_f_x": _num(d["f_x"]), "faithfulness_f_baseline": _num(d["f_baseline"]),
-            "faithfulness_baseline": str(base_name), "faithfulness_steps": int(n_steps)}
+            "faithfulness_baseline": _faithfulness_baseline(job),
+            "faithfulness_steps": int(n_steps)}
 
 
 def _faithfulness_baseline(job: _Job) -> str:

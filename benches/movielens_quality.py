@@ -93,16 +93,10 @@ def _overrides(point: dict[str, Any], base: list[str]) -> list[str]:
 
 
 def _run_jobs(jobs: list[dict[str, Any]], n_jobs: int) -> list[dict[str, Any]]:
-    rows = []
     if n_jobs <= 1:
-        results = map(_train, jobs)
-        for r in results:
-            rows.append(_report(r))
-        return rows
+        return [_report(r) for r in map(_train, jobs)]
     with ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn")) as pool:
-        for r in pool.map(_train, jobs):
-            rows.append(_report(r))
-    return rows
+        return [_report(r) for r in pool.map(_train, jobs)]
 
 
 def _report(r: dict[str, Any]) -> dict[str, Any]:

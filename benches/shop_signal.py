@@ -42,6 +42,7 @@ from befa_viz.data.synth import (
 )
 from befa_viz.data.types import Catalog, Interactions, RecDataset
 from befa_viz.metrics import MostPopular
+from befa_viz.models import MODELS
 from befa_viz.train import TrainConfig, build_model, evaluate, fit
 
 
@@ -133,8 +134,6 @@ def main(argv: list[str]) -> None:
         res["oracle"] = {"Recall@20": evaluate(_Oracle(logp), ds, "test", ks=(20,))["Recall@20"]}
         res["bprmf"] = _train(ds, "bprmf", {}, 999)
         res["vbpr+attr"] = _train(ds, "vbpr", {"attr": onehot}, 999)
-        from befa_viz.models import MODELS
-
         for name in filter(None, args.models.split(",")):
             multimodal = MODELS.get(name).multimodal
             res[f"{name}+attr" if multimodal else name] = _train(

@@ -212,7 +212,9 @@ def _spread(x: torch.Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
-def representation_summary(model: torch.nn.Module) -> dict[str, dict[str, float]]:
+def representation_summary(
+    model: torch.nn.Module, sides: tuple[str, ...] = ("users", "items")
+) -> dict[str, dict[str, float]]:
     """How spread out the final user and item representations are.
 
     ``mean_cosine`` is the mean cosine similarity over all pairs of distinct rows; close to 1
@@ -220,6 +222,8 @@ def representation_summary(model: torch.nn.Module) -> dict[str, dict[str, float]
     follows their norms, i.e. popularity). ``effective_rank`` is exp(entropy) of the centred
     matrix's normalised singular values (Roy & Vetterli, 2007): how many directions carry the
     variation, out of ``dim``. Self-supervised objectives without negatives (BM3) can collapse.
+    ``sides`` picks which of ``"users"`` and ``"items"`` to summarise (the trainer tracks only
+    the items at every evaluation).
 
     Example:
         >>> from befa_viz.testing import toy_dataset
@@ -240,7 +244,8 @@ def representation_summary(model: torch.nn.Module) -> dict[str, dict[str, float]
         users, items = model.final_embeddings()
     finally:
         model.train(was_training)
-    return {"users": _spread(users), "items": _spread(items)}
+    final = {"users": users, "items": items}
+    return {side: _spread(final[side]) for side in sides}
 
 
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -343,7 +348,7 @@ def fit(
                 t1 = time.perf_counter()
                 model.eval()  # stays in eval mode: the spread reuses evaluation's embeddings
                 valid = evaluate(model, inter, "valid", **eval_kw)
-                spread = representation_summary(model)
+                spread = representation_summary(model, ("items",))
                 record["eval_seconds"] = time.perf_counter() - t1
                 eval_seconds += record["eval_seconds"]
                 record["valid"] = valid

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import warnings
 
@@ -19,24 +18,7 @@ from befa_viz.errors import ConfigError, DataError, StaleArtifactError, UnknownN
 from befa_viz.testing import synthetic_attribution, toy_dataset, toy_workspace
 from befa_viz.workspace import Workspace
 
-# the module, not the function ``befa_viz.attribution.explain`` that the package re-exports
-explain_module = importlib.import_module("befa_viz.attribution.explain")
-
 pytestmark = pytest.mark.filterwarnings("ignore:ig. completeness error:UserWarning")
-
-
-@pytest.fixture
-def count_method_calls(monkeypatch):
-    """Count calls of the attribution methods (``attribute``, as ``explain`` calls it)."""
-    calls: list[str] = []
-    real = explain_module.attribute
-
-    def counting(method, *args, **kwargs):
-        calls.append(method)
-        return real(method, *args, **kwargs)
-
-    monkeypatch.setattr(explain_module, "attribute", counting)
-    return calls
 
 
 def _runs(ws: Workspace) -> dict[str, pipeline.Any]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 import torch
@@ -13,8 +11,6 @@ from befa_viz import pipeline
 from befa_viz.encoders.base import Encoder
 from befa_viz.errors import StaleArtifactError
 from befa_viz.testing import toy_workspace
-
-explain_module = importlib.import_module("befa_viz.attribution.explain")
 
 pytestmark = pytest.mark.filterwarnings("ignore:ig. completeness error:UserWarning")
 
@@ -31,20 +27,6 @@ def encoder_forwards():
     handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
     yield calls
     handle.remove()
-
-
-@pytest.fixture
-def method_calls(monkeypatch):
-    """Count attribution method calls (maps computed)."""
-    calls: list[str] = []
-    real = explain_module.attribute
-
-    def counting(method, *args, **kwargs):
-        calls.append(method)
-        return real(method, *args, **kwargs)
-
-    monkeypatch.setattr(explain_module, "attribute", counting)
-    return calls
 
 
 @pytest.fixture
@@ -96,14 +78,14 @@ def test_scores_from_the_cache_equal_computed_ones(toy_ws, tmp_path):
 
 
 def test_changing_q_or_steps_recomputes_scores_not_maps(
-        toy_ws, tmp_path, method_calls, faithfulness_calls, encoder_forwards):
+        toy_ws, tmp_path, count_method_calls, faithfulness_calls, encoder_forwards):
     cache = tmp_path / "c"
     base = _explain(toy_ws, cache)
-    n_maps = len(method_calls)
+    n_maps = len(count_method_calls)
     faithfulness_calls.clear()
     encoder_forwards.clear()
     other_q = _explain(toy_ws, cache, q=0.3)
-    assert len(method_calls) == n_maps and other_q.cached == {"without": True, "with": True}
+    assert len(count_method_calls) == n_maps and other_q.cached == {"without": True, "with": True}
     assert other_q.scores_cached == {"without": False, "with": False}
     assert faithfulness_calls == [] and encoder_forwards == []  # q: drift/omission only
     for v in base.variants:
@@ -111,7 +93,7 @@ def test_changing_q_or_steps_recomputes_scores_not_maps(
         assert other_q.scores[v]["deletion_auc"] == base.scores[v]["deletion_auc"]
     assert _explain(toy_ws, cache, q=0.3).scores_cached == {"without": True, "with": True}
     more_steps = _explain(toy_ws, cache, faithfulness_steps=7)
-    assert len(method_calls) == n_maps and faithfulness_calls == ["without", "with"]
+    assert len(count_method_calls) == n_maps and faithfulness_calls == ["without", "with"]
     assert all(more_steps.scores[v]["faithfulness_steps"] == 7 for v in base.variants)
     assert more_steps.scores_cached == {"without": False, "with": False}
 
