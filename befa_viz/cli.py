@@ -370,12 +370,17 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its last "
                                                        "checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain an existing run."),
+    train_features: bool = typer.Option(None, "--train-features/--no-train-features",
+                                        help="Fine-tune the raw feature tables (as MMRec and "
+                                             "the official BeFA code); default: the config's."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
 ) -> None:
     """Train a recommender, with or without the BeFA adapter, MMRec protocol."""
     from befa_viz.pipeline import train_model
 
+    if train_features is not None:  # an explicit flag wins over --set and the config
+        set_ = [*(set_ or []), f"train_features={str(train_features).lower()}"]
     run = train_model(
         workspace, model=model, adapter=adapter, dataset=dataset,
         features=_features_arg(image_features, text_features, features), config_file=config,
@@ -391,7 +396,10 @@ def train_cmd(
     typer.echo(f"test (at best valid): {_fmt_metrics(run.test_metrics)}")
     for m, g in run.gate.items():
         typer.echo(f"BeFA gate ({m}): mean {g['mean']:.3f}, std {g['std']:.3f}, "
-                   f"q05–q95 {g['q05']:.3f}–{g['q95']:.3f}")
+                   f"q05–q95 {g['q05']:.3f}–{g['q95']:.3f}; {run.gate_notes.get(m, '')}")
+    for m, d in run.feature_drift.items():
+        typer.echo(f"fine-tuned {m} features: cosine to the encoder output mean {d['mean']:.3f}, "
+                   f"min {d['min']:.3f}")
 
 
 @app.command("evaluate")

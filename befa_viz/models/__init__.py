@@ -9,6 +9,7 @@ from befa_viz.models.bprmf import BPRMF
 from befa_viz.models.freedom import FREEDOM
 from befa_viz.models.lattice import LATTICE
 from befa_viz.models.lightgcn import LightGCN
+from befa_viz.models.lightgcn_knn import LightGCNkNN
 from befa_viz.models.mgcn import MGCN
 from befa_viz.models.vbpr import VBPR
 
@@ -23,6 +24,7 @@ __all__ = [
     "VBPR",
     "BehaviorAdapter",
     "LightGCN",
+    "LightGCNkNN",
     "Recommender",
 ]
 

@@ -6,11 +6,15 @@ projection (ċ = W₁c + b₁, D_m → d); the adapter *filters* ċ through a sm
 sigmoid, giving a gate g ∈ (0,1)^d, and *reconstructs* the content representation as g ⊙ e,
 where e is the item's behavioural (ID) embedding: content picks which behavioural dimensions
 matter, behaviour supplies the values.
+
+The filter MLP follows the official code's layer order by default (``layout="befa"``); the
+layout befa-viz used before (Tanh after the second Linear, no second ReLU) is kept as
+``layout="befa-viz-v1"`` so that runs and figures made with it can be reproduced.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, cast
+from typing import Literal, Protocol, cast
 
 import torch
 from torch import nn
@@ -18,9 +22,13 @@ from torch import nn
 from befa_viz.errors import ConfigError
 from befa_viz.registry import Registry
 
-__all__ = ["ADAPTERS", "BehaviorAdapter", "GatedAdapter"]
+__all__ = ["ADAPTERS", "ADAPTER_LAYOUTS", "BehaviorAdapter", "GatedAdapter"]
 
 ADAPTERS: Registry[nn.Module] = Registry("adapter")
+
+AdapterLayout = Literal["befa", "befa-viz-v1"]
+#: Filter-MLP layer orders: the official code's and befa-viz's earlier one.
+ADAPTER_LAYOUTS: tuple[str, ...] = ("befa", "befa-viz-v1")
 
 
 class GatedAdapter(Protocol):
@@ -44,6 +52,10 @@ class BehaviorAdapter(nn.Module):
         dim: Size d of the projected content and of the behaviour embedding.
         n_layers: Width multiplier L of the hidden layers (d → L·d → L·d → d).
         dropout: Dropout between the hidden layers.
+        layout: ``"befa"`` (default): the official code's filter, Linear(d→L·d) → ReLU →
+            Dropout → Tanh → Linear(L·d→L·d) → ReLU → Dropout → Linear(L·d→d) → Sigmoid.
+            ``"befa-viz-v1"``: befa-viz's earlier order, Linear → ReLU → Dropout → Linear →
+            Tanh → Dropout → Linear → Sigmoid (kept to reproduce runs made with it).
         gate_bias: Initial bias of the last layer. ``None`` keeps PyTorch's default
             initialisation (as the paper's code); a number sets it, e.g. 0 starts every gate
             near 0.5 and a negative value starts it closed. A gate pinned near 1 makes the
@@ -66,7 +78,7 @@ class BehaviorAdapter(nn.Module):
     """
 
     def __init__(self, dim: int = 64, n_layers: int = 1, dropout: float = 0.1,
-                 gate_bias: float | None = None, temperature: float = 1.0,
+                 layout: AdapterLayout = "befa", gate_bias: float | None = None, temperature: float = 1.0,
                  gate_reg: float = 0.0, gate_target: float | None = None) -> None:
         super().__init__()
         if n_layers < 1:
@@ -79,14 +91,29 @@ class BehaviorAdapter(nn.Module):
             raise ConfigError(f"Adapter gate_reg must be >= 0, got {gate_reg}.")
         if gate_target is not None and not 0 < gate_target < 1:
             raise ConfigError(f"Adapter gate_target must be in (0, 1) or None, got {gate_target}.")
+        if layout not in ADAPTER_LAYOUTS:
+            raise ConfigError(
+                f"Adapter layout must be one of {', '.join(ADAPTER_LAYOUTS)}; got {layout!r}. "
+                "'befa' is the official code's layer order."
+            )
         hidden = n_layers * dim
+        self.layout = layout
         self.temperature, self.gate_reg = float(temperature), float(gate_reg)
         self.gate_target = None if gate_target is None else float(gate_target)
-        self.mlp = nn.Sequential(
-            nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.Tanh(), nn.Dropout(dropout),
-            nn.Linear(hidden, dim),
-        )
+        if layout == "befa":  # the official code (BeFA's repository, ``self.mlp``)
+            layers: list[nn.Module] = [
+                nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Tanh(),
+                nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+                nn.Linear(hidden, dim),
+            ]
+        else:
+            layers = [
+                nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                nn.Linear(hidden, hidden), nn.Tanh(), nn.Dropout(dropout),
+                nn.Linear(hidden, dim),
+            ]
+        # The sigmoid is applied in gate(), after the temperature.
+        self.mlp = nn.Sequential(*layers)
         if gate_bias is not None:
             nn.init.constant_(cast(nn.Linear, self.mlp[-1]).bias, gate_bias)
 

@@ -5,6 +5,12 @@ projects the raw features and, when the model was built with ``adapter="befa"``,
 :class:`~befa_viz.models.adapter.BehaviorAdapter` with the item's ID embedding. The same
 computation is exposed for arbitrary feature tensors as :meth:`Recommender.content_pathway`, so
 attribution can differentiate from an encoder's output through the model.
+
+With ``train_features=True`` (backbones whose MMRec / official versions fine-tune the raw
+feature tables: ``supports_train_features``) the tables are parameters initialised with the
+encoder output, which is kept beside them (:meth:`Recommender.encoder_features`). Attribution
+still explains the encoder-output path (``content_pathway`` of E(x)); how far the table the
+model scored with moved from E(x) is :meth:`Recommender.feature_cosine`.
 """
 
 from __future__ import annotations
@@ -31,17 +37,25 @@ class Recommender(nn.Module):
     Args:
         n_users: Number of users.
         n_items: Number of items.
-        features: Raw content features per modality, ``[n_items, D_m]`` each (kept frozen).
+        features: Raw content features per modality, ``[n_items, D_m]`` each: the encoder
+            output (kept frozen unless ``train_features``).
         adapter: ``None``/``"none"`` for the plain backbone, or a name in ``ADAPTERS``.
         adapter_kwargs: Keyword arguments for the adapter (``n_layers``, ``dropout``, ...).
         dim: Embedding size d.
         train_graph: Binary user × item training matrix (``scipy.sparse``), for graph models.
+        train_features: Fine-tune the raw feature tables as MMRec (FREEDOM, BM3, MGCN,
+            LATTICE: ``nn.Embedding.from_pretrained(freeze=False)``) and the official BeFA code
+            do. Only for backbones with ``supports_train_features``. The fine-tuned tables are
+            saved with the weights; graphs built from the features at construction (kNN) use
+            the encoder output, as in MMRec.
     """
 
     #: Whether the backbone uses content features (False for BPR-MF and LightGCN).
     multimodal: ClassVar[bool] = True
     #: Modalities the backbone requires (empty: any number ≥ 1).
     required_modalities: ClassVar[tuple[str, ...]] = ()
+    #: Whether the backbone's reference implementation fine-tunes the raw feature tables.
+    supports_train_features: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -53,6 +67,7 @@ class Recommender(nn.Module):
         adapter_kwargs: Mapping[str, Any] | None = None,
         dim: int = 64,
         train_graph: Any = None,
+        train_features: bool = False,
     ) -> None:
         super().__init__()
         self.n_users, self.n_items, self.dim = int(n_users), int(n_items), int(dim)
@@ -73,6 +88,14 @@ class Recommender(nn.Module):
                 raise ConfigError(
                     f"{name} needs the {m!r} modality; features given: {sorted(features)}."
                 )
+        if train_features and not (self.multimodal and self.supports_train_features):
+            able = ", ".join(c.__name__ for c in _subclasses(Recommender)
+                             if c.supports_train_features) or "none"
+            raise ConfigError(
+                f"{name} does not train its feature tables (its reference implementation keeps "
+                f"them fixed); train_features=True is for: {able}. Use train_features=False."
+            )
+        self.train_features = bool(train_features)
         self.modalities: list[str] = sorted(features)
         for m, f in features.items():
             t = torch.as_tensor(np.asarray(f) if not isinstance(f, torch.Tensor) else f).float()
@@ -83,7 +106,11 @@ class Recommender(nn.Module):
                 )
             if not torch.isfinite(t).all():
                 raise ConfigError(f"Features for {m!r} contain NaN or inf values.")
-            self.register_buffer(f"feat_{m}", t, persistent=False)
+            if self.train_features:  # fine-tuned copy (saved with the weights) + the original
+                self.register_parameter(f"feat_{m}", nn.Parameter(t.clone()))
+                self.register_buffer(f"encoder_feat_{m}", t, persistent=False)
+            else:
+                self.register_buffer(f"feat_{m}", t, persistent=False)
         self.adapter_name = adapter
         self.adapter_kwargs = dict(adapter_kwargs or {})
         self.projections = nn.ModuleDict(
@@ -98,13 +125,38 @@ class Recommender(nn.Module):
 
     # -- content pathway -----------------------------------------------------------------
     def raw_features(self, modality: str) -> torch.Tensor:
-        """The frozen raw features ``[n_items, D_m]`` of a modality."""
+        """The raw feature table ``[n_items, D_m]`` the model scores with.
+
+        The encoder output (a buffer), or with ``train_features`` its fine-tuned copy (a
+        parameter).
+        """
         if modality not in self.modalities:
             raise ConfigError(
                 f"{type(self).__name__} has no modality {modality!r}; it was built with "
                 f"{self.modalities or 'no content features'}."
             )
-        return cast(torch.Tensor, getattr(self, f"feat_{modality}"))  # a buffer
+        return cast(torch.Tensor, getattr(self, f"feat_{modality}"))
+
+    def encoder_features(self, modality: str) -> torch.Tensor:
+        """The encoder output ``[n_items, D_m]`` the model was built with (never trained)."""
+        table = self.raw_features(modality)
+        if not self.train_features:
+            return table
+        return cast(torch.Tensor, getattr(self, f"encoder_feat_{modality}"))
+
+    @torch.no_grad()
+    def feature_cosine(self, modality: str) -> torch.Tensor:
+        """Per item, cos(fine-tuned table row, encoder output row), ``[n_items]``.
+
+        All ones when the features are frozen. An all-zero row on either side counts as
+        cosine 1 if both rows are zero and 0 otherwise.
+        """
+        table, enc = self.raw_features(modality).float(), self.encoder_features(modality).float()
+        if table is enc:
+            return torch.ones(self.n_items, device=table.device)
+        cos = torch.nn.functional.cosine_similarity(table, enc, dim=1, eps=1e-12)
+        both_zero = (table.abs().sum(1) == 0) & (enc.abs().sum(1) == 0)
+        return torch.where(both_zero, torch.ones_like(cos), cos)
 
     def behaviour_embedding(self, item_idx: torch.Tensor) -> torch.Tensor:
         """Behavioural (ID) embedding e_i used by the adapter, ``[B, d]``.
@@ -241,3 +293,13 @@ class Recommender(nn.Module):
     def item_embeddings(self) -> torch.Tensor:
         """Final item representations ``[n_items, d']``."""
         return self.final_embeddings()[1]
+
+
+def _subclasses(cls: type[Recommender]) -> list[type[Recommender]]:
+    """Every (indirect) subclass of ``cls``, sorted by name."""
+    out, todo = set(), list(cls.__subclasses__())
+    while todo:
+        c = todo.pop()
+        out.add(c)
+        todo.extend(c.__subclasses__())
+    return sorted(out, key=lambda c: c.__name__)

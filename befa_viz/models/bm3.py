@@ -49,7 +49,7 @@ class BM3(Recommender):
     ⟨P(u), P(c)⟩ = ⟨W_Pᵀ P(u), c⟩ + a term independent of c — exact up to that constant.
     Differences from MMRec: MMRec keeps the raw features in trainable embedding tables
     (``from_pretrained(..., freeze=False)``), so its alignment losses also fine-tune them; here
-    they stay frozen, so that the content pathway remains a function of the encoder output,
+    they stay frozen by default (``train_features=True`` fine-tunes them as MMRec), so that the content pathway remains a function of the encoder output,
     which attribution differentiates (on MovieLens-100k trainable tables changed test
     Recall@20 by +0.003). Dropout on the targets is drawn for the batch rows only (same
     distribution), and any number of modalities is supported.
@@ -85,6 +85,8 @@ class BM3(Recommender):
         >>> m.score_users(torch.tensor([0, 1])).shape
         torch.Size([2, 12])
     """
+
+    supports_train_features = True  # MMRec: from_pretrained(freeze=False)
 
     adj: torch.Tensor  # buffer: normalised user-item adjacency (sparse)
 

@@ -49,8 +49,9 @@ class FREEDOM(Recommender):
     never contains content directly. With ``adapter="befa"`` the auxiliary term scores
     g_m ⊙ e_i instead of the projection. :meth:`content_user_vectors` is therefore exact for
     the auxiliary term: the final user embeddings (from the full graph). Differences from
-    MMRec: the raw features stay frozen (MMRec stores them as trainable ``nn.Embedding`` but
-    only the projections are used), the graph is not cached on disk, any number of modalities.
+    MMRec: the raw features stay frozen by default (MMRec stores them as trainable
+    ``nn.Embedding``, fine-tuned through the auxiliary term; ``train_features=True`` does the
+    same), the graph is not cached on disk, any number of modalities.
 
     The pruned graph is resampled in :meth:`on_epoch_start` (and on ``train()``), from torch's
     global random generator, so a seeded trainer reproduces it.
@@ -78,6 +79,8 @@ class FREEDOM(Recommender):
         >>> m.score_users(torch.tensor([0, 1])).shape
         torch.Size([2, 12])
     """
+
+    supports_train_features = True  # MMRec: from_pretrained(freeze=False)
 
     # Buffers: the training graph's edges and adjacency, the frozen item-item graph and the
     # pruned adjacency of the current epoch (None until first sampled).

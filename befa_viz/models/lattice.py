@@ -51,7 +51,8 @@ class LATTICE(Recommender):
     Content pathway: MMRec builds the learned graph from the *projected* features
     (``image_trs(v_feat)``). We build it from ``item_content(m)``, which is exactly that
     projection without an adapter and g_m ⊙ e_i with ``adapter="befa"``. Differences from
-    MMRec: the raw features stay frozen (MMRec fine-tunes them as ``nn.Embedding``), the frozen
+    MMRec: the raw features stay frozen unless ``train_features=True`` (MMRec fine-tunes them
+    as ``nn.Embedding``), the frozen
     graph is not cached on disk, and any number of modalities is supported.
     :meth:`content_user_vectors` is a local approximation: the content representation reaches
     the score only through the edge weights of the item graph, and is attributed as if it
@@ -79,6 +80,8 @@ class LATTICE(Recommender):
         >>> m.score_users(torch.tensor([0, 1])).shape
         torch.Size([2, 12])
     """
+
+    supports_train_features = True  # MMRec: from_pretrained(freeze=False)
 
     adj: torch.Tensor  # buffer: normalised user-item adjacency (sparse)
     # Buffers: the learned item graph of the current epoch, None until first built.

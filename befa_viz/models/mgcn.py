@@ -53,7 +53,8 @@ class MGCN(Recommender):
     local approximation: the content representation enters the score non-linearly (through
     the purifier gate and the fuser), and is attributed as if it were added to the item
     representation, i.e. scored against the final user embeddings. Differences from MMRec:
-    the raw features stay frozen and the graphs are not cached on disk.
+    the raw features stay frozen unless ``train_features=True`` (MMRec fine-tunes them) and
+    the graphs are not cached on disk.
 
     Args:
         n_users: Number of users.
@@ -79,6 +80,8 @@ class MGCN(Recommender):
         >>> m.score_users(torch.tensor([0, 1])).shape
         torch.Size([2, 12])
     """
+
+    supports_train_features = True  # MMRec: from_pretrained(freeze=False)
 
     adj: torch.Tensor  # buffer: normalised user-item adjacency (sparse)
     r_norm: torch.Tensor  # buffer: normalised user × item matrix R̂ (sparse)

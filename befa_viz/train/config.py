@@ -49,9 +49,11 @@ class TrainConfig:
     adapter: Literal["none", "befa"] = "none"  # the one switch: BeFA adapter on/off
     adapter_layers: int = 1  # BeFA L: hidden width multiplier (grid 1, 2, 4, 8)
     adapter_dropout: float = 0.1  # BeFA dropout (grid 0.1, 0.3, 0.5, 0.7)
-    adapter_gate_bias: float = 0.0  # initial gate logit bias (0 → gate starts at 0.5)
+    adapter_layout: Literal["befa", "befa-viz-v1"] = "befa"  # filter MLP order (befa: official)
+    adapter_gate_bias: float | None = None  # initial gate logit bias (None: PyTorch's, as official)
     adapter_temperature: float = 1.0  # gate sigmoid temperature (< 1 sharpens)
     adapter_params: dict[str, Any] = field(default_factory=dict)  # further adapter kwargs
+    train_features: bool = False  # fine-tune the raw feature tables (MMRec / official BeFA)
     dim: int = 64  # embedding size d
     lr: float = 1e-3  # Adam learning rate (BeFA grid 1e-4, 5e-4, 1e-3, 5e-3)
     lr_decay: float = 1.0  # lr × lr_decay^((epoch-1)/lr_decay_epochs) (MMRec scheduler [γ, n])
@@ -110,7 +112,8 @@ class TrainConfig:
         if self.adapter == "none":
             return {}
         return {"n_layers": self.adapter_layers, "dropout": self.adapter_dropout,
-                "gate_bias": self.adapter_gate_bias, "temperature": self.adapter_temperature,
+                "layout": self.adapter_layout, "gate_bias": self.adapter_gate_bias,
+                "temperature": self.adapter_temperature,
                 **self.adapter_params}
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,6 +127,8 @@ class TrainConfig:
             d.pop(k)
         d.pop("features")  # paths: the feature fingerprints identify the features instead
         d.pop("dataset")  # name: the dataset fingerprint identifies it instead
+        if not d["train_features"]:  # added later: frozen-feature runs keep their hash
+            d.pop("train_features")
         return d
 
     def short_hash(self) -> str:

@@ -7,9 +7,15 @@ A run directory (``<workspace>/runs/<dataset>-<model>-<adapter>-s<seed>-<hash>``
                        their fingerprints and encoder keys, model, adapter, seed, timings,
                        status "running" → "complete" (or "interrupted")
     metrics.json       per-epoch history (loss, validation metrics, item representation
-                       spread), best validation metrics, test at the best epoch,
-                       the adapter gate distribution and the spread of the user/item
-                       representations (mean cosine, effective rank) at the best epoch
+                       spread, adapter gate mean/std/tails, mean feature cosine),
+                       best validation metrics, test at the best epoch next to the
+                       most-popular baseline, the adapter gate distribution (and a one-line
+                       note: bimodal / pinned), the spread of the user/item representations
+                       (mean cosine, effective rank) at the best epoch, with
+                       ``train_features`` how far the fine-tuned tables moved from the
+                       encoder output (``feature_drift``), and the end-of-training warnings
+    feature_cosine.npz with ``train_features`` only: per modality, the per-item cosine
+                       between the fine-tuned table and the encoder output (best epoch)
     model.safetensors  weights of the best validation epoch
     last.safetensors   weights + optimiser + RNG states after the last finished epoch, with the
                        training state as JSON metadata (what ``resume`` continues from)
@@ -23,6 +29,7 @@ directory.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -43,7 +50,14 @@ from befa_viz.data.types import RecDataset
 from befa_viz.errors import ConfigError, DataError, StaleArtifactError
 from befa_viz.train.config import TrainConfig
 from befa_viz.train.features import FeatureFile, load_feature_file
-from befa_viz.train.trainer import TrainState, build_model, check_dataset, fit
+from befa_viz.train.trainer import (
+    TrainState,
+    build_model,
+    check_dataset,
+    drift_summary,
+    fit,
+    gate_note,
+)
 
 __all__ = ["Run", "RUN_FORMAT_VERSION", "train", "select_features", "run_name"]
 
@@ -305,6 +319,56 @@ class Run:
     @property
     def history(self) -> list[dict[str, Any]]:
         return list(self.metrics.get("history", []))
+
+    @property
+    def gate_notes(self) -> dict[str, str]:
+        """One line per modality describing the gate (bimodal / pinned / unimodal)."""
+        return dict(self.metrics.get("gate_notes", {}))
+
+    @property
+    def trained_features(self) -> bool:
+        """Whether the model fine-tuned its raw feature tables (``train_features``)."""
+        return bool(self.config.train_features)
+
+    @property
+    def feature_drift(self) -> dict[str, dict[str, float]]:
+        """Per modality, mean/min/quantiles of cos(fine-tuned row, encoder output row) over
+        items (empty when the features were frozen)."""
+        return dict(self.metrics.get("feature_drift", {}))
+
+    def feature_cosine(self, modality: str) -> np.ndarray | None:
+        """Per-item cos(fine-tuned feature, encoder output) of ``modality``, ``[n_items]``.
+
+        ``None`` when the run kept its features frozen (the model used the encoder output).
+
+        Raises:
+            DataError: If the run fine-tuned its features but has no ``feature_cosine.npz``
+                for ``modality`` (incomplete run).
+        """
+        if not self.trained_features:
+            return None
+        path = self.path / "feature_cosine.npz"
+        if not path.is_file():
+            raise DataError(f"Run {self.name} fine-tuned its features but has no {path.name} "
+                            f"(status {self.status!r}); resume or retrain it.")
+        with np.load(path) as z:
+            if modality not in z.files:
+                raise DataError(f"Run {self.name}: {path.name} has no {modality!r} entry "
+                                f"(it has {sorted(z.files)}).")
+            return np.asarray(z[modality])
+
+    def feature_note(self, modality: str, item_idx: int) -> str | None:
+        """The explorer's line for a fine-tuned feature, or ``None`` for frozen features.
+
+        Example: "this model used a fine-tuned copy of the image feature (cosine 0.93 to the
+        encoder output); the maps explain the encoder output".
+        """
+        cos = self.feature_cosine(modality)
+        if cos is None:
+            return None
+        return (f"this model used a fine-tuned copy of the {modality} feature (cosine "
+                f"{float(cos[item_idx]):.3f} to the encoder output); the maps explain the "
+                "encoder output")
 
     # -- artifacts -------------------------------------------------------------------------
     @property
@@ -578,8 +642,16 @@ def train(
                      progress=progress, on_epoch_end=checkpoint)
         _save_safetensors(run_dir / "model.safetensors", _dense_state(model),
                           {"epoch": result.state.best_epoch, **ident})
-        write_metrics(result.state, {"test": result.test, "gate": result.gate,
-                                     "representations": result.representations})
+        if result.feature_cosine:
+            buf = io.BytesIO()
+            np.savez(buf, allow_pickle=False, **result.feature_cosine)
+            atomic_write_bytes(run_dir / "feature_cosine.npz", buf.getvalue())
+        write_metrics(result.state, {
+            "test": result.test, "most_popular": result.most_popular, "gate": result.gate,
+            "gate_notes": {m: gate_note(g) for m, g in result.gate.items()},
+            "representations": result.representations,
+            "feature_drift": {m: drift_summary(c) for m, c in result.feature_cosine.items()},
+            "warnings": result.warnings})
     except BaseException as e:
         info.update(status="interrupted", updated=_now(), error=f"{type(e).__name__}: {e}")
         _write_json(run_dir / "run.json", info)

@@ -35,6 +35,8 @@ __all__ = [
     "build_model",
     "check_dataset",
     "fit",
+    "feature_drift",
+    "gate_note",
     "gate_summary",
     "representation_summary",
 ]
@@ -46,6 +48,11 @@ GATE_QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 #: as collapsed (items pointing one way, so the ranking is left mostly to their norms). On
 #: MovieLens-100k every BPR-trained backbone stays at ≤ 0.16 and BM3 reaches 0.83–0.85.
 COLLAPSE_COSINE = 0.8
+#: Quantiles of the per-item cosine between a fine-tuned feature table and the encoder output.
+DRIFT_QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
+#: A tail holding at least this share of the gate values makes the gate "bimodal".
+BIMODAL_SHARE = 0.005
+_GATE_HISTORY_KEYS = ("mean", "std", "frac_below_0.1", "frac_above_0.9")
 
 
 @dataclass
@@ -88,6 +95,12 @@ class FitResult:
     train_seconds: float
     eval_seconds: float
     representations: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Per modality, cos(fine-tuned table, encoder output) per item (``train_features`` only).
+    feature_cosine: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Test metrics of the most-popular baseline on the same split.
+    most_popular: dict[str, float] = field(default_factory=dict)
+    #: One line per problem found at the end of training (also issued as warnings).
+    warnings: list[str] = field(default_factory=list)
 
 
 def check_dataset(dataset: RecDataset) -> None:
@@ -136,7 +149,7 @@ def build_model(
     own = [n for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY or
            p.kind is p.POSITIONAL_OR_KEYWORD]
     reserved = {"n_users", "n_items", "features", "adapter", "adapter_kwargs", "dim",
-                "train_graph"}
+                "train_graph", "train_features"}
     for k in config.model_params:
         if k in reserved:
             raise ConfigError(
@@ -163,6 +176,7 @@ def build_model(
         adapter_kwargs=config.adapter_kwargs(),
         dim=config.dim,
         train_graph=dataset.interactions.train().csr(),
+        **({"train_features": True} if config.train_features else {}),
         **config.model_params,
     )
     return model.to(device)
@@ -184,7 +198,8 @@ def gate_summary(model: torch.nn.Module) -> dict[str, dict[str, float]]:
     try:
         rec = cast("Recommender", model)  # a model with adapters is a Recommender
         for m in rec.modalities:
-            g = rec.gate(m, rec.raw_features(m)).float().flatten()
+            gate = rec.gate(m, rec.raw_features(m)).float()  # [I, d]
+            g = gate.flatten()
             q = torch.quantile(g.cpu(), torch.tensor(GATE_QUANTILES))
             out[m] = {
                 "mean": float(g.mean()), "std": float(g.std()),
@@ -192,10 +207,59 @@ def gate_summary(model: torch.nn.Module) -> dict[str, dict[str, float]]:
                    for p, v in zip(GATE_QUANTILES, q, strict=True)},
                 "frac_above_0.9": float((g > 0.9).float().mean()),
                 "frac_below_0.1": float((g < 0.1).float().mean()),
+                # items with at least one (nearly) closed dimension
+                "items_any_below_0.1": float((gate < 0.1).any(dim=1).float().mean()),
             }
     finally:
         model.train(was_training)
     return out
+
+
+def gate_note(stats: Mapping[str, float]) -> str:
+    """One line describing a gate distribution from :func:`gate_summary`.
+
+    Says "bimodal" when both tails (< 0.1 and > 0.9) hold at least ``BIMODAL_SHARE`` of the
+    gate values, "pinned near 1" when the 5th percentile is above 0.95.
+
+    Example:
+        >>> gate_note({"mean": 0.95, "q05": 0.2, "frac_below_0.1": 0.016,
+        ...            "frac_above_0.9": 0.9, "items_any_below_0.1": 0.3})
+        'bimodal: 1.6 % of gate values < 0.1 (on 30.0 % of items), 90.0 % > 0.9; mean 0.950'
+    """
+    low, high = stats["frac_below_0.1"], stats["frac_above_0.9"]
+    mean = f"mean {stats['mean']:.3f}"
+    if low >= BIMODAL_SHARE and high >= BIMODAL_SHARE:
+        items = stats.get("items_any_below_0.1")
+        on = f" (on {100 * items:.1f} % of items)" if items is not None else ""
+        return (f"bimodal: {100 * low:.1f} % of gate values < 0.1{on}, {100 * high:.1f} % > 0.9;"
+                f" {mean}")
+    if stats["q05"] > 0.95:
+        return f"pinned near 1: 5th percentile {stats['q05']:.3f}; {mean}"
+    return f"unimodal: {100 * low:.1f} % < 0.1, {100 * high:.1f} % > 0.9; {mean}"
+
+
+@torch.no_grad()
+def feature_drift(model: torch.nn.Module) -> dict[str, np.ndarray]:
+    """Per modality, cos(fine-tuned feature row, encoder output row) per item.
+
+    Empty unless the model fine-tunes its feature tables (``train_features``). The
+    attribution maps explain the encoder output; this says how far the table the model
+    actually scored with has moved from it.
+    """
+    from befa_viz.models.base import Recommender
+
+    if not isinstance(model, Recommender) or not model.train_features:
+        return {}
+    return {m: model.feature_cosine(m).cpu().numpy().astype(np.float32)
+            for m in model.modalities}
+
+
+def drift_summary(cosine: np.ndarray) -> dict[str, float]:
+    """Mean, min and quantiles of a per-item cosine array."""
+    q = np.quantile(cosine, DRIFT_QUANTILES)
+    return {"mean": float(cosine.mean()),
+            **{f"q{round(p * 100):02d}": float(v) for p, v in zip(DRIFT_QUANTILES, q, strict=True)},
+            "min": float(cosine.min())}
 
 
 def _spread(x: torch.Tensor) -> dict[str, float]:
@@ -355,6 +419,13 @@ def fit(
                 if spread:  # collapse shows up here long before it shows in the metric
                     record["item_mean_cosine"] = spread["items"]["mean_cosine"]
                     record["item_effective_rank"] = spread["items"]["effective_rank"]
+                gate_now = gate_summary(model)
+                if gate_now:  # saturation builds up over training: keep its trajectory
+                    record["gate"] = {m: {k: g[k] for k in _GATE_HISTORY_KEYS}
+                                      for m, g in gate_now.items()}
+                drift_now = feature_drift(model)
+                if drift_now:
+                    record["feature_cosine"] = {m: float(c.mean()) for m, c in drift_now.items()}
                 value = valid[config.metric]
                 if value > state.best_value:
                     improved = True
@@ -396,7 +467,21 @@ def fit(
     t1 = time.perf_counter()
     test = evaluate(model, inter, "test", mask_valid=config.mask_valid_in_test, **eval_kw)
     eval_seconds += time.perf_counter() - t1
+    from befa_viz.metrics import MostPopular
+
+    pop = evaluate(MostPopular(inter.train().csr()), inter, "test",
+                   mask_valid=config.mask_valid_in_test, **eval_kw)
+    problems: list[str] = []
+    if test[config.metric] <= pop[config.metric] < 1.0:  # at the ceiling nothing is below
+        problems.append(
+            f"{config.model!r} (adapter {config.adapter}) ends at test {config.metric} "
+            f"{test[config.metric]:.4f}, at or below the most-popular baseline "
+            f"({pop[config.metric]:.4f}): it learned nothing personal. Check lr and the "
+            "regularisation weights (e.g. model_params.reg_weight) on validation.")
+        warnings.warn(problems[-1], stacklevel=2)
     gate = gate_summary(model)
+    for m, g in gate.items():
+        log.info("BeFA gate (%s): %s", m, gate_note(g))
     pinned = [m for m, g in gate.items() if g["q05"] > 0.95]
     if pinned:
         warnings.warn(
@@ -404,6 +489,7 @@ def fit(
             f"percentile > 0.95): the adapter passes the behaviour embedding through almost "
             "unchanged. Consider adapter_gate_bias < 0, adapter_temperature, "
             "adapter_params.gate_reg or a lower lr.", stacklevel=2)
+    cosine = feature_drift(model)
     reps = representation_summary(model)
     if reps and reps["items"]["mean_cosine"] > COLLAPSE_COSINE:
         warnings.warn(
@@ -413,4 +499,5 @@ def fit(
             "mostly by norm, so the ranking is close to popularity. Negative-free objectives "
             "(BM3) do this; try a lower lr, a weaker auxiliary loss or another backbone.",
             stacklevel=2)
-    return FitResult(state, best, test, gate, train_seconds, eval_seconds, reps)
+    return FitResult(state, best, test, gate, train_seconds, eval_seconds, reps,
+                     feature_cosine=cosine, most_popular=pop, warnings=problems)
