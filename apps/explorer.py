@@ -298,6 +298,10 @@ def explanation_panel(ctx: dict[str, Any], item: dict[str, Any]) -> None:
                    f"items: mean {gate.get('mean', float('nan')):.3f}, share > 0.9 "
                    f"{gate.get('frac_above_0.9', float('nan')):.2f}. A gate pinned near 1 "
                    "means the adapter passes the behaviour embedding through unchanged.")
+    for variant, run in open_runs(ctx["root"], pair.main).items():  # train_features runs only
+        note = run.feature_note(ctx["modality"], item["item_idx"])
+        if note:
+            st.caption(f"Run {variant} adapter: {note}.")
     if e.sanity:
         st.markdown("**Sanity controls** (Spearman ρ with each control; high ρ = the map "
                     "does not depend on the model/target)")
