@@ -57,8 +57,8 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     # 2 lr × 2 (L, dropout) corners × 2 reg: 8 points per feature mode
     "small": {"lr": [5e-4, 5e-3], "model_params.reg_weight": [1e-5, 1e-1],
               "adapter": [("1", "0.1"), ("8", "0.7")]},
-    # 2 lr × 2 corners at reg 1e-3: 4 points per feature mode
-    "tiny": {"lr": [5e-4, 5e-3], "model_params.reg_weight": [1e-3],
+    # the lr 5e-3 slice of "small": 2 reg × 2 corners, 4 points per feature mode
+    "tiny": {"lr": [5e-3], "model_params.reg_weight": [1e-5, 1e-1],
              "adapter": [("1", "0.1"), ("8", "0.7")]},
     # the official grid (192 points per feature mode: hours on a laptop)
     "official": {"lr": [1e-4, 5e-4, 1e-3, 5e-3], "model_params.reg_weight": [1e-5, 1e-3, 1e-1],
