@@ -175,7 +175,9 @@ def data_stats(
         ("per user min/median/max",
          f"{per_user['min']} / {per_user['median']:g} / {per_user['max']}"),
         ("items with image", f"{s['items_with_image']:,}"),
-        ("items with text", f"{s['items_with_text']:,}"),
+        ("items with text", f"{s['items_with_text']:,} ({s['text_coverage']:.1%} coverage; "
+                            f"{s['image_only_items']:,} image-only, "
+                            f"{s['text_only_items']:,} text-only)"),
         ("imported features", ", ".join(f"{m} {shape}" for m, shape in
                                         s["imported_features"].items()) or "none"),
         ("fingerprint", s["fingerprint"]),

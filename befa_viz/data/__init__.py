@@ -13,6 +13,7 @@ from befa_viz.data.mmrec import (  # noqa: E402
     load_feature_arrays,
     save_feature_arrays,
 )
+from befa_viz.data.hm import import_hm  # noqa: E402
 from befa_viz.data.movielens import import_movielens  # noqa: E402
 from befa_viz.data.prepare import (  # noqa: E402
     PreparedInteractions,
@@ -30,6 +31,7 @@ __all__ += [
     "check_dataset",
     "dataset_summary",
     "export_mmrec",
+    "import_hm",
     "import_mmrec",
     "import_movielens",
     "import_table",
