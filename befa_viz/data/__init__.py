@@ -7,13 +7,13 @@ from befa_viz.data.types import Catalog, Interactions, RecDataset
 __all__ = ["Catalog", "Interactions", "RecDataset"]
 
 # -- importers, preparation, MMRec format, validation (issue 2, datasets) ----------------------
+from befa_viz.data.hm import import_hm  # noqa: E402
 from befa_viz.data.mmrec import (  # noqa: E402
     export_mmrec,
     import_mmrec,
     load_feature_arrays,
     save_feature_arrays,
 )
-from befa_viz.data.hm import import_hm  # noqa: E402
 from befa_viz.data.movielens import import_movielens  # noqa: E402
 from befa_viz.data.prepare import (  # noqa: E402
     PreparedInteractions,
@@ -44,11 +44,21 @@ __all__ += [
 
 # ---- synthetic planted-truth shop ----
 from befa_viz.data.synth import (  # noqa: E402
-    GroundTruth,
     ShopConfig,
     generate_shop,
-    load_ground_truth,
     render_item,
 )
 
-__all__ += ["GroundTruth", "ShopConfig", "generate_shop", "load_ground_truth", "render_item"]
+__all__ += ["ShopConfig", "generate_shop", "render_item"]
+
+# ---- ground truth: planted (synthetic shop) or garment masks of real packshots ----
+from befa_viz.data.garment import GarmentMask, MaskParams, garment_mask  # noqa: E402
+from befa_viz.data.truth import (  # noqa: E402
+    GroundTruth,
+    has_ground_truth,
+    load_ground_truth,
+    make_garment_truth,
+)
+
+__all__ += ["GarmentMask", "GroundTruth", "MaskParams", "garment_mask", "has_ground_truth",
+            "load_ground_truth", "make_garment_truth"]
