@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
@@ -69,32 +68,13 @@ def test_attribute_word_labels_are_weak_labels_of_attribute_words():
 
 
 def _packshot_dataset(tmp_path, n: int = 8):
-    """A workspace dataset of synthetic packshots (one white-on-white without edges)."""
-    from befa_viz.data import import_table
+    """A workspace dataset of synthetic packshots (every fourth: white on white, no edges)."""
+    from befa_viz.testing import packshot_dataset
 
-    folder = tmp_path / "src"
-    (folder / "images").mkdir(parents=True)
-    truths, rows = [], []
-    colours = [(170, 40, 50), (30, 30, 40), (60, 120, 60), (240, 240, 238)]
-    for k in range(n):
-        kw = {"garment": colours[k % 4], "seed": k}
-        if colours[k % 4] == (240, 240, 238):
-            kw["vignette"] = 0.0
-        img, m = synthetic_packshot(90, 60, **kw)
-        Image.fromarray(img).save(folder / "images" / f"i{k}.png")
-        truths.append(m)
-        rows.append({"item_id": f"i{k}", "title": f"Item {k}",
-                     "text": f"A red shirt number {k}", "colour_group_name": "Red",
-                     "product_type_name": "Shirt"})
-    pd.DataFrame(rows).to_csv(folder / "items.csv", index=False)
-    inter = [{"user_id": f"u{u}", "item_id": f"i{(u + j) % n}"} for u in range(6)
-             for j in range(4)]
-    pd.DataFrame(inter).to_csv(folder / "interactions.csv", index=False)
+    ds, truth = packshot_dataset(tmp_path / "src", n_items=n)
     ws = pipeline.Workspace(tmp_path / "ws")
-    ds = import_table(folder, name="packs", extra_cols=("colour_group_name",
-                                                        "product_type_name"))
     ds.save(ws.dataset_dir("packs"))
-    return ws, ds, truths
+    return ws, ds, [truth[f"i{k}"] for k in range(n)]
 
 
 def test_make_garment_truth_stores_masks_flags_and_tokens(tmp_path):
@@ -115,6 +95,7 @@ def test_make_garment_truth_stores_masks_flags_and_tokens(tmp_path):
         else:
             assert gt.usable[i] and _iou(gt.relevant[i], truths[k]) > 0.95
     assert gt.token_labels("i0") == [0, 1, 1, 0, 0]  # A red shirt number 0
+    assert gt.token_labels("i1") == [0, 1, 1, 0, 0]  # A black shirt number 1
     meta = json.loads((folder / "ground_truth" / "truth.json").read_text())
     assert meta["tokens"]["weak"] and meta["summary"]["unusable_reasons"]
     with pytest.raises(DataError, match="overwrite"):
