@@ -1,9 +1,19 @@
-"""Validate attribution methods on the synthetic shop's planted truth (``befa-viz benchmark``).
+"""Validate attribution methods against ground-truth masks (``befa-viz benchmark``).
 
-A heatmap method earns trust only by finding a truth that was planted on purpose. On the
-synthetic shop (:mod:`befa_viz.data.synth`) users choose by the product's kind, colour and
-pattern only, and the generator records which pixels are the product (and which are props, a
-decoy, a sticker, a price tag, a watermark) and which words name an attribute. This module
+A heatmap method earns trust only by finding a truth known independently of it. Two kinds of
+dataset have one (:mod:`befa_viz.data.truth`):
+
+* the **synthetic shop** (:mod:`befa_viz.data.synth`): users choose by the product's kind,
+  colour and pattern only, and the generator records which pixels are the product (and which
+  are props, a decoy, a sticker, a price tag, a watermark) and which words name an attribute;
+* **real packshots with garment masks** (``befa-viz data masks``, e.g. the H&M sample): the
+  garment's pixels from the light background (:mod:`befa_viz.data.garment`), with a usable
+  flag per item — items whose mask is unusable are skipped and counted — and weak word labels
+  (words of the item's colour / type / pattern attributes). Here nothing guarantees that users
+  chose by the garment alone, so the garment mask is the place where the *content* is, not a
+  planted cause of the behaviour.
+
+This module
 attributes each *target* with each *method* on a sample of items and scores the maps against
 that truth **next to controls**, because raw mass-in-mask is not evidence by itself
 (DESIGN.md, "What a first experiment showed"):
@@ -480,13 +490,14 @@ def _pick(pool: Sequence[int], n: int) -> list[int]:
     return [pool[j] for j in pick]
 
 
-def sample_items(dataset: Any, n_items: int = 24, n_items_expensive: int = 6
-                 ) -> tuple[list[int], list[int]]:
+def sample_items(dataset: Any, n_items: int = 24, n_items_expensive: int = 6,
+                 eligible: np.ndarray | None = None) -> tuple[list[int], list[int]]:
     """The items the benchmark explains: ``(all, expensive subset)`` as item indices.
 
     ``n_items`` evenly spaced items among those with an image and training users (the same
     items the explorer's dataset view scores, so their cached maps serve it), and an evenly
-    spaced subset of ``n_items_expensive`` of them.
+    spaced subset of ``n_items_expensive`` of them. ``eligible`` (``bool [n_items]``, e.g.
+    the usable garment masks) restricts the pool further.
 
     Example:
         >>> from befa_viz.testing import toy_dataset
@@ -495,7 +506,8 @@ def sample_items(dataset: Any, n_items: int = 24, n_items_expensive: int = 6
     """
     counts = np.bincount(dataset.interactions.train().item_idx, minlength=dataset.n_items)
     pool = [i for i in range(dataset.n_items)
-            if dataset.catalog.has_image(i) and counts[i] > 0]
+            if dataset.catalog.has_image(i) and counts[i] > 0
+            and (eligible is None or bool(eligible[i]))]
     picked = _pick(pool, int(n_items))
     if not picked:
         return [], []
@@ -719,7 +731,7 @@ def run_benchmark(
     threads: int | None = 1,
     progress: bool = False,
 ) -> BenchmarkResult:
-    """Score attribution methods and targets against the synthetic shop's planted truth.
+    """Score attribution methods and targets against a dataset's ground-truth masks.
 
     Maps are computed for the run pair (without / with the adapter) through the workspace's
     attribution cache; see the module docstring for the scores, controls and verdicts.
@@ -729,7 +741,9 @@ def run_benchmark(
 
     Args:
         workspace: Workspace (or its folder).
-        dataset: A synthetic shop in the workspace (it needs the planted ground truth).
+        dataset: A dataset with ground truth: a synthetic shop, or a dataset with garment
+            masks (``befa-viz data masks``); items whose mask is unusable are skipped and
+            counted (``params["items_unusable_mask"]``).
         runs: ``(without, with)`` runs (names, folders or :class:`~befa_viz.train.Run`);
             default: the newest pair of ``dataset`` with image features.
         methods: Image methods (names in ``ATTRIBUTIONS``).
@@ -764,7 +778,7 @@ def run_benchmark(
         The :class:`BenchmarkResult`.
 
     Raises:
-        DataError: If the dataset has no planted ground truth or there is no run pair.
+        DataError: If the dataset has no ground truth or there is no run pair.
         ConfigError: For unknown methods/targets, bad counts, or runs of another dataset.
     """
     import pandas as pd
@@ -774,7 +788,7 @@ def run_benchmark(
     from befa_viz.attribution import ATTRIBUTIONS, TARGETS
     from befa_viz.attribution.cache import AttributionCache
     from befa_viz.cache import Cache, hash_key
-    from befa_viz.data.synth import load_ground_truth
+    from befa_viz.data.truth import load_ground_truth
 
     for m in [*methods, *text_methods]:
         ATTRIBUTIONS.get(m)
@@ -799,9 +813,14 @@ def run_benchmark(
         ds = pair["without"].dataset
         digests = {v: _file_digest(r.path / "model.safetensors") for v, r in pair.items()}
         counts = np.bincount(ds.interactions.train().item_idx, minlength=ds.n_items)
-        picked, expensive = sample_items(ds, n_items, n_items_expensive)
+        eligible = None if gt.usable is None else np.asarray(gt.usable, dtype=bool)
+        picked, expensive = sample_items(ds, n_items, n_items_expensive, eligible=eligible)
+        # items the benchmark could have explained but whose mask is unusable: skipped, counted
+        pool = np.asarray([ds.catalog.has_image(i) for i in range(ds.n_items)]) & (counts > 0)
+        n_unusable = int((pool & ~eligible).sum()) if eligible is not None else 0
         if not picked:
-            raise DataError(f"No item of {dataset!r} has an image and training users.")
+            raise DataError(f"No item of {dataset!r} has an image, training users and a "
+                            "usable mask.")
         targets = list(dict.fromkeys([*targets, "random"]))
         exp_targets = list(dict.fromkeys([*(expensive_targets or targets), "random"]))
         per_method = {m: targets if m in CHEAP_METHODS else exp_targets
@@ -830,7 +849,9 @@ def run_benchmark(
             else:
                 tenc = pipeline.encoder_for_run(pair["without"], "text")
                 src = ds.catalog.texts if field_ == "text" else ds.catalog.titles
-                tpool = [i for i in range(ds.n_items) if str(src[i]).strip() and counts[i] > 0]
+                ids_ = ds.catalog.item_ids
+                tpool = [i for i in range(ds.n_items) if str(src[i]).strip() and counts[i] > 0
+                         and any(gt.tokens.get(ids_[i], {}).get(field_, {}).get("labels", []))]
                 text_idx = _pick(tpool, int(n_text_items))
                 jobs["text"] = _Job(ws, ds, "text", tenc, pair, digests,
                                     {i: str(src[i]) for i in text_idx},
@@ -875,6 +896,9 @@ def run_benchmark(
                                                  jobs["image"].options},
             "text_options": jobs["text"].options if "text" in jobs else {},
             "image_encoder": encoder.key, "q": q, "seed": seed, "text_note": text_note,
+            "truth": gt.kind, "items_unusable_mask": n_unusable,
+            "items_usable_mask": int((pool & eligible).sum()) if eligible is not None
+            else int(pool.sum()),
             "maps_computed": n_computed, "maps_cached": n_cached,
             "pass_rule": f"mean margin > 0 over the random-target and input controls, sign "
                          f"test p < {_P_PASS}",
@@ -953,7 +977,7 @@ def _image_benchmark(job: _Job, gt: Any, methods: Sequence[str],
     """Per-item rows of every image map, and the maps by (variant, method, target)."""
     ids = job.ds.catalog.item_ids
     store: dict[tuple[str, str, str], dict[int, Any]] = {}
-    masks_all = {k: gt.masks[k] for k in ("product", "decoy")}
+    masks_all = {k: gt.masks[k] for k in ("product", "decoy") if k in gt.masks}
     rows: list[dict[str, Any]] = []
     # model-free controls on every picked item
     ctrl, c_hits, c_secs = _maps(job, "control", _CONTROL_METHOD, "random", picked)
@@ -1086,11 +1110,13 @@ def _examples(store: Mapping[tuple[str, str, str], dict[int, Any]], gt: Any,
     truth = []
     for a, i in zip(ctrl, idx, strict=True):
         m = _mask_at(gt.masks["product"][i], np.asarray(a.values).shape)
-        truth.append(Attribution(a.item_id, "image", "ground truth", "product mask",
+        truth.append(Attribution(a.item_id, "image", "ground truth",
+                                 "product mask" if gt.planted else "garment mask",
                                  m.astype(np.float32), image=a.image))
     out: dict[str, dict[str, list[Any]]] = {}
+    truth_label = "planted product mask" if gt.planted else "garment mask"
     for method in methods:
-        rows: dict[str, list[Any]] = {"planted product mask": truth,
+        rows: dict[str, list[Any]] = {truth_label: truth,
                                       "control |x − blur(x)|": ctrl}
         for variant, target, label in _ROW_LABELS:
             maps = store.get((variant, method, target))
@@ -1133,7 +1159,7 @@ def _margins_figure(table: Any) -> Any:
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("Δ mass in the product mask")
     axes[1].legend(fontsize=7, loc="best")
-    fig.suptitle("Localisation of the planted product: margin of each method and target over "
+    fig.suptitle("Localisation of the product / garment: margin of each method and target over "
                  "its controls (mean over items; > 0 = better than the control)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -1152,12 +1178,20 @@ def _round(df: Any, digits: int = 3) -> list[dict[str, Any]]:
     return out
 
 
+def _truth_words(p: Mapping[str, Any]) -> str:
+    if p.get("truth", "synthetic") == "synthetic":
+        return "synthetic shop with planted truth"
+    return (f"real photos with garment masks: {p.get('items_usable_mask', '?')} explainable "
+            f"items have a usable mask, {p.get('items_unusable_mask', '?')} were skipped for an "
+            "unusable one; text labels are weak (attribute words in the text)")
+
+
 def _report_text(res: BenchmarkResult) -> str:
     p = res.params
     opts = "; ".join(f"{m}: {', '.join(f'{k}={v}' for k, v in o.items()) or 'defaults'}"
                      for m, o in p["options"].items())
     return (
-        f"Dataset {res.dataset!r} (synthetic shop with planted truth), runs: "
+        f"Dataset {res.dataset!r} ({_truth_words(p)}), runs: "
         f"{res.runs['without']} (without adapter) and {res.runs['with']} (with adapter). "
         f"Image encoder {p['image_encoder']}. Cheap methods ({', '.join(sorted(CHEAP_METHODS))})"
         f" on {p['n_items']} items, the others on {p['n_items_expensive']} of them; text on "
@@ -1171,10 +1205,11 @@ def _report_text(res: BenchmarkResult) -> str:
         "localise the product at twice the chance level while showing only the input."
         "\n\n"
         "mass_in_mask: share of the map's evidence (|values|; similarity: max(cos, 0)) on the "
-        "planted product; chance: the product's area share; ratio = mass / chance; pointing: "
+        "product (planted) or garment mask; chance: its area share; ratio = mass / chance; "
+        "pointing: "
         "the map's maximum lies on the product; drift/omission: against the product mask at "
         "the top-q mass region; decoy: evidence on the product-coloured decoy blob (items "
-        "that have one). Text: precision@k of the top-|attribution| words against the planted "
+        "that have one). Text: precision@k of the top-|attribution| words against the relevant "
         "attribute words (k = number of relevant words)."
         + (f"\n\nNote: {p['text_note']}." if p.get("text_note") else "")
         + f"\n\n{p['maps_computed']} maps computed, {p['maps_cached']} served from the "
@@ -1216,7 +1251,7 @@ def _write_report(res: BenchmarkResult, ws: Workspace, out_dir: Any, reuse: bool
     sections.append(viz.Section(
         "Headline: behaviour-driven targets vs their controls", table=_round(head),
         text="Rows that carry the argument: does the method's map of a behaviour-driven target "
-             "find the planted product better than its controls? Δ = mass-in-mask margin."))
+             "find the product (garment) better than its controls? Δ = mass-in-mask margin."))
     paths: dict[str, Path] = {}
     with matplotlib.rc_context({"font.size": 9}), atomic_dir(out) as tmp:
         tmp = Path(tmp)
@@ -1239,7 +1274,7 @@ def _write_report(res: BenchmarkResult, ws: Workspace, out_dir: Any, reuse: bool
                                         figures=[png("margins", margins)]))
         sections.append(viz.Section(
             "Adapter: raw feature vs without vs with adapter", table=_round(res.adapter),
-            text="Drift, omission and mass-in-mask against the planted product mask, paired "
+            text="Drift, omission and mass-in-mask against the product (garment) mask, paired "
                  "over the same items (p: sign test, with vs without). Only methods that pass "
                  "their controls say something about the representations."))
         rank = {f"{v} adapter ({r['model']})": {**{f"test {k}": x for k, x in r["test"].items()},

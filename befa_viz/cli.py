@@ -175,7 +175,9 @@ def data_stats(
         ("per user min/median/max",
          f"{per_user['min']} / {per_user['median']:g} / {per_user['max']}"),
         ("items with image", f"{s['items_with_image']:,}"),
-        ("items with text", f"{s['items_with_text']:,}"),
+        ("items with text", f"{s['items_with_text']:,} ({s['text_coverage']:.1%} coverage; "
+                            f"{s['image_only_items']:,} image-only, "
+                            f"{s['text_only_items']:,} text-only)"),
         ("imported features", ", ".join(f"{m} {shape}" for m, shape in
                                         s["imported_features"].items()) or "none"),
         ("fingerprint", s["fingerprint"]),
@@ -235,6 +237,34 @@ def data_synth(
     typer.echo(f"  {s['users']:,} users, {s['items']:,} items, {s['interactions']:,} "
                f"interactions ({_fmt_split(s['split'])})")
     typer.echo(f"  ground truth: {folder / 'ground_truth'} (knobs in generator.json)")
+
+@data_app.command("masks")
+def data_masks(
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help=_DATASET_HELP),
+    workspace: Path | None = typer.Option(None, "--workspace", "-w", help=_DATA_WS_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Remake masks made for another "
+                                   "version of the dataset."),
+    sheet_items: int = typer.Option(48, "--sheet-items", min=1, help="Items on the contact "
+                                    "sheet."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+) -> None:
+    """Make garment masks (ground truth) of product photos on a light background."""
+    from befa_viz import pipeline
+
+    res = pipeline.make_masks(dataset, workspace=_data_workspace(workspace), overwrite=overwrite,
+                              sheet_items=sheet_items, progress=progress)
+    s = res.summary
+    typer.echo(f"Garment masks of {res.dataset!r} -> {res.ground_truth}"
+               + (" (up to date)" if res.reused else ""))
+    typer.echo(f"  usable {s['usable']:,} of {s['items_with_photo']:,} photos "
+               f"({s['usable_share']:.1%}; {s['low_contrast']:,} of them low-contrast), "
+               f"unusable {s['unusable']:,}"
+               + (": " + ", ".join(f"{k} {v}" for k, v in s["unusable_reasons"].items())
+                  if s["unusable_reasons"] else ""))
+    typer.echo(f"  weak token labels for {s['items_with_token_truth']:,} items")
+    for label, path in res.sheets.items():
+        typer.echo(f"  {label}: {path}")
+
 
 # ---- encode command ---------------------------------------------------------------------
 
@@ -603,7 +633,8 @@ def _name_list(kind: str, names: Any) -> Any:
 @app.command("benchmark")
 def benchmark_cmd(
     dataset: str = typer.Option("shop", "--dataset", "-d",
-                                help="A synthetic shop of the workspace (planted truth)."),
+                                help="A dataset with ground truth: a synthetic shop, or one "
+                                     "with garment masks ('befa-viz data masks')."),
     runs: str = typer.Option(None, "--runs",
                              help="WITHOUT,WITH run names (default: the newest pair of the "
                                   "dataset)."),
@@ -632,7 +663,7 @@ def benchmark_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
 ) -> None:
-    """Score attribution methods against the synthetic shop's planted truth, with controls."""
+    """Score attribution methods against ground-truth masks (shop or garments), with controls."""
     from befa_viz.benchmark import benchmark_options
     from befa_viz.config import read_yaml
     from befa_viz.pipeline import run_benchmark
@@ -649,6 +680,9 @@ def benchmark_cmd(
                            cache_dir=cache_dir, progress=progress)
     typer.echo(result.format())
     p = result.params
+    if p.get("truth") != "synthetic":
+        typer.echo(f"garment masks: {p['items_usable_mask']} explainable items with a usable "
+                   f"mask, {p['items_unusable_mask']} skipped (unusable mask)")
     typer.echo(f"maps: {p['maps_computed']} computed, {p['maps_cached']} from the cache; "
                f"{p['seconds']:.0f} s")
     typer.echo(f"report: {result.paths['report.html']}")

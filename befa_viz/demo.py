@@ -1,5 +1,10 @@
 """The main job behind ``make demo``: the whole pipeline on the synthetic shop, in minutes.
 
+``befa-viz demo --dataset hm`` runs the same pipeline on the H&M fashion sample (real
+packshots; ``../shared/data/hm-fashion-sample``, never copied): import it, make the garment
+masks (its ground truth, :mod:`befa_viz.data.truth`), then encode, train, benchmark, explain
+and report exactly as on the shop.
+
 :func:`run_demo` generates the synthetic shop (planted ground truth), encodes it with the
 real pretrained MobileNetV2 and all-MiniLM-L6-v2, trains FREEDOM without and with the BeFA
 adapter, runs the attribution benchmark (:mod:`befa_viz.benchmark`), explains a sample of
@@ -57,6 +62,7 @@ class DemoSize:
     demo_methods: tuple[str, ...]  # methods of the explained sample (explain_items)
     faithfulness_steps: int
     n_examples: int  # items per example grid in the benchmark report
+    source: str = "synth"  # "synth" (generate the shop) or an importer name (real data)
 
 
 #: ``"default"``: what ``make demo`` runs. ``"small"``: tiny random encoders, a 40-item shop
@@ -77,6 +83,23 @@ DEMO_SIZES: dict[str, DemoSize] = {
         methods=("ig", "gradcam"), expensive_targets=("content_score",),
         demo_methods=("ig", "gradcam"), faithfulness_steps=4, n_examples=1),
 }
+
+#: The demo on real data, by dataset: ``befa-viz demo --dataset hm`` (the H&M sample, with
+#: garment masks). FREEDOM with lr 1e-3, dropout 0.9 and MobileNetV2 + MiniLM features: the
+#: best FREEDOM point of ``benches/hm_quality.py`` on validation.
+REAL_DEMOS: dict[str, DemoSize] = {
+    "hm": DemoSize(
+        dataset="hm", shop={}, image_encoder="torchvision:mobilenet_v2",
+        text_encoder="hf:minilm", model="freedom", epochs=300,
+        overrides={"lr": 1e-3, "model_params.dropout": 0.9, "patience": 20},
+        n_items=24, n_items_expensive=6, n_text_items=8, n_steps=16,
+        methods=("ig", "layer_ig", "gradcam", "similarity"),
+        expensive_targets=("content_focus", "content_score"), demo_methods=("ig", "gradcam"),
+        faithfulness_steps=10, n_examples=4, source="hm"),
+}
+#: Where ``--dataset hm`` finds its data by default (beside the checkout, as the tests do).
+DEFAULT_DATA = {"hm": Path(__file__).resolve().parents[1].parent / "shared" / "data"
+                / "hm-fashion-sample"}
 
 _STAGES = ("shop", "encode", "train without adapter", "train with adapter", "benchmark",
            "explain sample", "report")
@@ -221,6 +244,8 @@ def run_demo(
     workspace: Workspace | str | os.PathLike[str] | None = None,
     *,
     size: Literal["default", "small"] = "default",
+    dataset: str = "shop",
+    data: str | os.PathLike[str] | None = None,
     threads: int | None = 1,
     progress: bool = True,
 ) -> DemoResult:
@@ -236,7 +261,10 @@ def run_demo(
         workspace: Workspace (or its folder); default ``$BEFA_VIZ_WORKSPACE`` or
             ``./befa-workspace``.
         size: ``"default"`` (real MobileNetV2 and MiniLM; minutes) or ``"small"`` (tiny
-            random encoders and a 40-item shop; seconds, for tests).
+            random encoders and a 40-item shop; seconds, for tests). Ignored for real data.
+        dataset: ``"shop"`` (the synthetic shop) or a real dataset of :data:`REAL_DEMOS`
+            (``"hm"``: the H&M sample, imported and masked first).
+        data: Folder of the real dataset; default :data:`DEFAULT_DATA` (``../shared/data``).
         threads: Torch threads during the call (one is fastest on a 2-core machine);
             ``None`` leaves the setting alone.
         progress: Progress bars for the stages and their work.
@@ -252,9 +280,22 @@ def run_demo(
     """
     import torch
 
-    if size not in DEMO_SIZES:
+    if dataset != "shop":
+        if dataset not in REAL_DEMOS:
+            raise ConfigError(f"Unknown demo dataset {dataset!r}; choose 'shop' or "
+                              f"{', '.join(map(repr, REAL_DEMOS))}.")
+        cfg = REAL_DEMOS[dataset]
+        source = Path(data) if data is not None else DEFAULT_DATA[dataset]
+        if not source.is_dir():
+            raise DataError(f"The {dataset!r} demo needs its data at {source}, which does not "
+                            "exist; pass its folder (befa-viz demo --dataset "
+                            f"{dataset} --data PATH).")
+        cfg = _with_source(cfg, str(source))
+        size = "default"
+    elif size not in DEMO_SIZES:
         raise ConfigError(f"Unknown demo size {size!r}; choose 'default' or 'small'.")
-    cfg = DEMO_SIZES[size]
+    else:
+        cfg = DEMO_SIZES[size]
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     t_start, load0 = time.perf_counter(), _loadavg()
     prior_threads = torch.get_num_threads()
@@ -274,6 +315,30 @@ def run_demo(
     return result
 
 
+def _with_source(cfg: DemoSize, path: str) -> DemoSize:
+    import dataclasses
+
+    return dataclasses.replace(cfg, shop={"path": path})
+
+
+def _prepare_real(ws: Workspace, cfg: DemoSize, progress: bool) -> bool:
+    """Import the real dataset and make its garment masks; whether both were reused."""
+    from befa_viz import pipeline
+
+    existed = (ws.dataset_dir(cfg.dataset) / "dataset.json").is_file()
+    try:
+        pipeline.import_dataset(cfg.source, cfg.shop["path"], workspace=ws, name=cfg.dataset,
+                                check_images=True)
+    except DataError as e:
+        raise DataError(f"{e} The demo needs its own {cfg.dataset!r}: run it in another "
+                        "workspace (befa-viz demo --workspace DIR).") from None
+    masks = pipeline.make_masks(cfg.dataset, workspace=ws, progress=progress)
+    s = masks.summary
+    log.info("demo: garment masks usable for %d of %d photos (%d unusable)", s["usable"],
+             s["items_with_photo"], s["unusable"])
+    return existed and masks.reused
+
+
 def _run(ws: Workspace, size: str, cfg: DemoSize, stages: _Stages, progress: bool
          ) -> DemoResult:
     from befa_viz import pipeline
@@ -281,19 +346,25 @@ def _run(ws: Workspace, size: str, cfg: DemoSize, stages: _Stages, progress: boo
 
     reused: dict[str, bool] = {}
     stages.start("shop")
-    existed = (ws.dataset_dir(cfg.dataset) / "dataset.json").is_file()
-    try:
-        pipeline.synth_dataset(ws, cfg.dataset, progress=progress, **dict(cfg.shop))
-    except DataError as e:
-        raise DataError(f"{e} The demo needs its own {cfg.dataset!r}: run it in another "
-                        f"workspace (befa-viz demo --workspace DIR) or remove "
-                        f"{ws.dataset_dir(cfg.dataset)}.") from None
-    reused["shop"] = existed  # synth_dataset raises when an existing dataset differs
+    if cfg.source == "synth":
+        existed = (ws.dataset_dir(cfg.dataset) / "dataset.json").is_file()
+        try:
+            pipeline.synth_dataset(ws, cfg.dataset, progress=progress, **dict(cfg.shop))
+        except DataError as e:
+            raise DataError(f"{e} The demo needs its own {cfg.dataset!r}: run it in another "
+                            f"workspace (befa-viz demo --workspace DIR) or remove "
+                            f"{ws.dataset_dir(cfg.dataset)}.") from None
+        reused["shop"] = existed  # synth_dataset raises when an existing dataset differs
+    else:
+        reused["dataset and masks"] = _prepare_real(ws, cfg, progress)
     stages.done()
 
     stages.start("encode")
+    # real data may have image-only items (H&M: articles without metadata): zero text rows,
+    # recorded in the feature manifest
     enc = pipeline.encode_dataset(ws, cfg.dataset, image_encoder=cfg.image_encoder,
-                                  text_encoder=cfg.text_encoder, progress=progress)
+                                  text_encoder=cfg.text_encoder, progress=progress,
+                                  missing="error" if cfg.source == "synth" else "zeros")
     reused["features"] = all(enc.reused.values())
     stages.done()
 
@@ -321,7 +392,10 @@ def _run(ws: Workspace, size: str, cfg: DemoSize, stages: _Stages, progress: boo
 
     stages.start("explain sample")
     ds = runs["without"].dataset
-    _, expensive = sample_items(ds, cfg.n_items, cfg.n_items_expensive)
+    from befa_viz.data.truth import load_ground_truth
+
+    usable = load_ground_truth(ws.dataset_dir(cfg.dataset)).usable
+    _, expensive = sample_items(ds, cfg.n_items, cfg.n_items_expensive, eligible=usable)
     ids = [ds.catalog.item_ids[i] for i in expensive]
     explanations: dict[str, list[Any]] = {}
     for method in cfg.demo_methods:
@@ -377,7 +451,7 @@ def _main_method(bench: Any, methods: tuple[str, ...]) -> str:
 def _main_item(exps: list[Any], gt: Any) -> Any:
     """The first explained item that has a decoy (the harder case), else the first one."""
     for e in exps:
-        if gt.masks["decoy"][e.item_idx].any():
+        if "decoy" in gt.masks and gt.masks["decoy"][e.item_idx].any():
             return e
     return exps[0]
 
@@ -405,7 +479,7 @@ def _write_report(result: DemoResult, cfg: DemoSize, explanations: Mapping[str, 
     from befa_viz import viz
     from befa_viz.attribution import Attribution
     from befa_viz.cache import atomic_write_bytes
-    from befa_viz.data.synth import load_ground_truth
+    from befa_viz.data.truth import load_ground_truth
     from befa_viz.metrics import resize_map
 
     ws = Workspace(result.workspace)
@@ -430,7 +504,8 @@ def _write_report(result: DemoResult, cfg: DemoSize, explanations: Mapping[str, 
         m = resize_map(gt.masks["product"][e.item_idx], np.asarray(a.values).shape)
         truth.append(Attribution(e.item_id, "image", "ground truth", "product mask",
                                  m.astype(np.float32), image=a.image))
-    rows, labels = [truth], ["planted product mask"]
+    mask_name = "planted product mask" if gt.planted else "garment mask"
+    rows, labels = [truth], [mask_name]
     for method, exps in explanations.items():
         for v in exps[0].variants:
             rows.append([e.attributions[v] for e in exps])
@@ -450,12 +525,16 @@ def _write_report(result: DemoResult, cfg: DemoSize, explanations: Mapping[str, 
     timing = ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
     sections = [
         viz.Section("What the demo did", text=(
-            f"Generated the synthetic shop {result.dataset!r} (planted truth: users choose by "
-            f"the product's kind, colour and pattern; props, decoy, sticker, price tag and "
-            f"watermark are irrelevant), encoded it with {cfg.image_encoder} and "
+            (f"Generated the synthetic shop {result.dataset!r} (planted truth: users choose by "
+             f"the product's kind, colour and pattern; props, decoy, sticker, price tag and "
+             f"watermark are irrelevant)" if gt.planted else
+             f"Imported the real dataset {result.dataset!r} and made its garment masks from "
+             f"the light packshot background (ground truth of where the garment is; items "
+             f"whose mask is unusable are left out; it is not a planted cause of the "
+             f"purchases)") + f", encoded it with {cfg.image_encoder} and "
             f"{cfg.text_encoder}, trained {cfg.model.upper()} without and with the BeFA adapter "
             f"({cfg.epochs} epochs max, {', '.join(f'{k}={v}' for k, v in cfg.overrides.items())}"
-            f"), benchmarked the attribution methods against the planted masks, and explained "
+            f"), benchmarked the attribution methods against the {mask_name}s, and explained "
             f"{len(first)} sample items with {', '.join(cfg.demo_methods)} "
             f"({cfg.n_steps} integration steps, blur baseline).\n\n"
             f"Stage times: {timing}. Reused from an earlier run: {reused}.\n\n"
@@ -474,7 +553,7 @@ def _write_report(result: DemoResult, cfg: DemoSize, explanations: Mapping[str, 
                         "below) — check that it passes before reading drift into it.")),
         viz.Section("Sample items", figures=[grid_png],
                     table=_fmt_table(scores),
-                    text="Drift / omission against the planted product mask (top-50 % mass "
+                    text=f"Drift / omission against the {mask_name} (top-50 % mass "
                          "region); deletion / insertion AUC of the attributed target."),
     ]
     if result.gate:
@@ -491,7 +570,7 @@ def _write_report(result: DemoResult, cfg: DemoSize, explanations: Mapping[str, 
             bench_figs.append(np.asarray(im.convert("RGB")))
     sections.append(viz.Section(
         "Attribution benchmark (headline)", table=_records(head), figures=bench_figs,
-        text=(f"Every method and target scored against the planted product mask next to its "
+        text=(f"Every method and target scored against the {mask_name} next to its "
               f"controls: the random-target map of the same method, the model-free "
               f"|x − blur(x)| map and random blobs. Raw mass-in-mask is not evidence; the "
               f"margins are. Full report: {bench.paths.get('report.html', bench.out_dir)}")))

@@ -327,6 +327,104 @@ def synth_dataset(
 
 __all__ += ["synth_dataset"]
 
+from dataclasses import dataclass as _masks_dataclass  # noqa: E402
+
+
+@_masks_dataclass
+class MasksResult:
+    """What :func:`make_masks` made: the truth summary and the contact sheets' paths."""
+
+    dataset: str
+    summary: dict[str, Any]
+    ground_truth: Path
+    sheets: dict[str, Path]
+    reused: bool
+
+
+def make_masks(
+    dataset: str | None = None,
+    *,
+    workspace: Workspace | str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    sheet_items: int = 48,
+    progress: bool = False,
+) -> MasksResult:
+    """Make garment masks (ground truth) of a dataset of packshots, with contact sheets.
+
+    The masks and weak token labels go to ``<dataset>/ground_truth/``
+    (:func:`befa_viz.data.truth.make_garment_truth`); two contact sheets of masks over photos
+    go to ``<workspace>/reports/masks-<dataset>/``: ``contact-sheet.png`` (``sheet_items``
+    evenly spaced items) and ``unusable.png`` (up to 96 items whose mask is unusable or
+    low-contrast). Masks made from the same dataset version and knobs are reused.
+
+    Args:
+        dataset: Dataset name; default: the latest imported one.
+        workspace: Workspace (or its folder).
+        overwrite: Remake masks made for another version of the dataset.
+        sheet_items: Items on the main contact sheet.
+        progress: Show a progress bar over the photos.
+
+    Returns:
+        The summary (usable share, reasons), the ground-truth folder and the sheets.
+
+    Raises:
+        DataError: If the dataset is a synthetic shop, has no photos, a photo is unreadable,
+            or masks for another version exist and ``overwrite`` is false.
+    """
+    import io
+    from dataclasses import asdict as _asdict
+
+    import numpy as np
+    from PIL import Image
+
+    from befa_viz.cache import atomic_write_bytes
+    from befa_viz.data.garment import MaskParams
+    from befa_viz.data.truth import load_ground_truth, make_garment_truth
+    from befa_viz.errors import DataError
+    from befa_viz.viz import mask_contact_sheet
+
+    ws = _data_ws(workspace)
+    name = ws.resolve_dataset(dataset)
+    folder = ws.dataset_dir(name)
+    ds = ws.load_dataset(name)
+    meta_path = folder / "ground_truth" / "truth.json"
+    reused = False
+    if meta_path.is_file():
+        old = json.loads(meta_path.read_text())
+        if old.get("dataset_fingerprint") == ds.fingerprint() and \
+                old.get("params") == _asdict(MaskParams()):
+            summary, reused = old["summary"], True
+            log.info("garment masks of %r are up to date in %s", name, meta_path.parent)
+        elif not overwrite:
+            raise DataError(f"Garment masks of {name!r} were made for another version of the "
+                            "dataset or with other knobs; pass overwrite=True (--overwrite).")
+    if not reused:
+        summary = make_garment_truth(folder, overwrite=True, progress=progress)
+    gt = load_ground_truth(folder)
+    assert gt.usable is not None and gt.reasons is not None
+    out = ws.reports_dir / f"masks-{name}"
+    out.mkdir(parents=True, exist_ok=True)
+    with_photo = [i for i in range(ds.n_items) if ds.catalog.has_image(i)]
+    pick = sorted({with_photo[int(round(k))] for k in
+                   np.linspace(0, len(with_photo) - 1, min(int(sheet_items), len(with_photo)))})
+    flagged = [i for i in with_photo if not gt.usable[i] or gt.reasons[i] == "low_contrast"]
+    sheets: dict[str, Path] = {}
+    for fname, items in (("contact-sheet.png", pick), ("unusable.png", flagged[:96])):
+        if not items:
+            continue
+        arr = mask_contact_sheet(
+            [ds.catalog.image(i) for i in items], [gt.relevant[i] for i in items],
+            labels=[f"{ds.catalog.item_ids[i]} {gt.reasons[i][:14]}" for i in items],
+            usable=[bool(gt.usable[i]) for i in items], n_cols=12)
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="PNG")
+        atomic_write_bytes(out / fname, buf.getvalue())
+        sheets[fname] = out / fname
+    return MasksResult(name, summary, folder / "ground_truth", sheets, reused)
+
+
+__all__ += ["MasksResult", "make_masks"]
+
 # ---- encode verbs ------------------------------------------------------------------------
 __all__ += ["EncodeResult", "encode_dataset"]
 
@@ -1348,11 +1446,12 @@ def _attributions(job: _Job, variant: str, items: list[int], target: str
 
 
 def _ground_truth(ds: Any) -> Any:
-    """The synthetic shop's ground truth (``None`` for other data), memoised by file stats."""
-    from befa_viz.data.synth import load_ground_truth
+    """The dataset's ground truth (synthetic shop or garment masks; ``None`` without),
+    memoised by file stats."""
+    from befa_viz.data.truth import has_ground_truth, load_ground_truth
 
     folder = getattr(ds, "path", None)
-    if folder is None or not (Path(folder) / "generator.json").is_file():
+    if folder is None or not has_ground_truth(folder):
         return None
     folder = Path(folder)
     key = (str(folder.resolve()), _file_stamp(folder / "generator.json"),
@@ -1706,7 +1805,8 @@ def explain_items(
 
     gt = _ground_truth(ds)
     rel_variant = "without" if "without" in runs else next(iter(runs))
-    need_rel_maps = gt is None or modality == "text"
+    need_rel_maps = gt is None or modality == "text" or \
+        not all(gt.is_usable(i) for i in idx)  # unusable garment masks: behaviour relevance
     total = len(idx) * (len(runs) + (1 if need_rel_maps else 0))
     if progress:
         from tqdm.auto import tqdm
@@ -1745,15 +1845,18 @@ def explain_items(
         iid = ds.catalog.item_ids[i]
         relevance: dict[str, Any]
         rel_map, is_mask = None, False
-        if gt is not None and modality == "image":
+        if gt is not None and modality == "image" and gt.is_usable(i):
             rel_map, is_mask = gt.relevant[i], True
             relevance = {"source": "ground_truth",
-                         "note": "planted product mask of the synthetic shop"}
+                         "note": "planted product mask of the synthetic shop" if gt.planted
+                         else "garment mask from the packshot background"}
         elif gt is not None and modality == "text" and text_field in ("text", "title"):
             rel_map = _text_truth(gt, iid, str(text_field), _inputs(job, [i])[0],
                                   maps[next(iter(maps))][j])
             is_mask = rel_map is not None
-            relevance = {"source": "ground_truth", "note": "planted relevant words"}
+            relevance = {"source": "ground_truth",
+                         "note": "planted relevant words" if gt.planted else
+                         "weak labels: attribute words (colour, type, pattern) in the text"}
         if rel_map is None:
             assert rel_maps is not None
             rel_map = np.asarray(rel_maps[j].values, dtype=np.float64)

@@ -14,6 +14,7 @@ torch.set_num_threads(1)  # small models train faster with one thread on 2 cores
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MOVIELENS_DIR = SHARED_DATA / "movielens-100k-posters"
+HM_DIR = SHARED_DATA / "hm-fashion-sample"
 REQUIRE_SHARED = os.environ.get("BEFA_REQUIRE_SHARED") == "1"
 
 
@@ -30,6 +31,11 @@ def require_shared(path: Path = MOVIELENS_DIR) -> Path:
 @pytest.fixture(scope="session")
 def movielens_dir() -> Path:
     return require_shared()
+
+
+@pytest.fixture(scope="session")
+def hm_dir() -> Path:
+    return require_shared(HM_DIR)
 
 
 @pytest.fixture(scope="session")

@@ -199,7 +199,7 @@ def test_run_benchmark_errors(tiny_ws, tmp_path):
 
     ws = pipeline.Workspace(tmp_path)
     toy_dataset().save(ws.dataset_dir("toy"))
-    with pytest.raises(DataError, match="generator.json"):
+    with pytest.raises(DataError, match="no ground truth.*befa-viz data masks"):
         run_benchmark(ws, dataset="toy")
 
 
@@ -214,3 +214,54 @@ def test_cli_benchmark(tiny_ws):
     assert "maps:" in result.output
     bad = CliRunner().invoke(app, ["benchmark", "-w", str(tiny_ws.root), "--methods", "gradcm"])
     assert bad.exit_code != 0 and "gradcam" in bad.output
+
+
+# ---- a dataset with garment masks that is not a synthetic shop ---------------------------------
+@pytest.fixture(scope="module")
+def packs_ws(tmp_path_factory):
+    """Synthetic packshots imported with the table importer, garment masks made from the
+    photos (two of the eight unusable: white on white), tiny encoders, FREEDOM pair."""
+    from befa_viz import pipeline
+    from befa_viz.testing import packshot_dataset
+
+    root = tmp_path_factory.mktemp("packs")
+    ds, _ = packshot_dataset(root / "src", n_items=12, n_users=10, per_user=5)
+    ws = pipeline.Workspace(root / "ws")
+    ds.save(ws.dataset_dir("packs"))
+    pipeline.make_masks("packs", workspace=ws)
+    pipeline.encode_dataset(ws, "packs", image_encoder="tiny:cnn", text_encoder="tiny:text")
+    for adapter in ("none", "befa"):
+        pipeline.train_model(ws, model="freedom", adapter=adapter, dataset="packs", epochs=1,
+                             resume=True)
+    return ws
+
+
+def test_run_benchmark_on_garment_masks(packs_ws):
+    from befa_viz.data import load_ground_truth
+
+    gt = load_ground_truth(packs_ws.dataset_dir("packs"))
+    assert gt.usable is not None and (~gt.usable).sum() == 3  # items i3, i7, i11
+    res = run_benchmark(packs_ws, dataset="packs", methods=("gradcam", "ig"), n_items=12,
+                        n_items_expensive=2, n_text_items=3, n_steps=4, n_examples=1)
+    p = res.params
+    assert p["truth"] == "garment-masks"
+    ds = packs_ws.load_dataset("packs")
+    trained = np.bincount(ds.interactions.train().item_idx, minlength=ds.n_items) > 0
+    assert p["items_unusable_mask"] == int((trained & ~gt.usable).sum()) > 0
+    assert p["items_usable_mask"] == int((trained & gt.usable).sum()) == p["n_items"]
+    assert not {"i3", "i7", "i11"} & set(p["items"])  # skipped
+    img = res.table[res.table["modality"] == "image"]
+    got = img[img["method"] == "gradcam"]
+    assert set(zip(got["variant"], got["target"], strict=True)) == {
+        ("model-free", "content_focus"), ("model-free", "random"),
+        ("without", "behaviour_alignment"), ("with", "behaviour_alignment"),
+        ("without", "content_score"), ("with", "content_score")}
+    assert (got["n_items"] == p["n_items"]).all() and np.isfinite(got["margin_input"]).all()
+    scored = img[img["variant"] != "control"]
+    assert scored["chance"].between(0.2, 0.6).all()  # the garments' area share
+    assert scored["decoy_mass"].isna().all()  # no decoy in real photos
+    # text: weak labels (colour and type words) are scored too
+    txt = res.table[res.table["modality"] == "text"]
+    assert len(txt) and txt["precision"].between(0, 1).all()
+    page = res.paths["report.html"].read_text()
+    assert "garment masks" in page and "garment mask" in page

@@ -7,6 +7,7 @@ from befa_viz.data.types import Catalog, Interactions, RecDataset
 __all__ = ["Catalog", "Interactions", "RecDataset"]
 
 # -- importers, preparation, MMRec format, validation (issue 2, datasets) ----------------------
+from befa_viz.data.hm import import_hm  # noqa: E402
 from befa_viz.data.mmrec import (  # noqa: E402
     export_mmrec,
     import_mmrec,
@@ -30,6 +31,7 @@ __all__ += [
     "check_dataset",
     "dataset_summary",
     "export_mmrec",
+    "import_hm",
     "import_mmrec",
     "import_movielens",
     "import_table",
@@ -42,11 +44,21 @@ __all__ += [
 
 # ---- synthetic planted-truth shop ----
 from befa_viz.data.synth import (  # noqa: E402
-    GroundTruth,
     ShopConfig,
     generate_shop,
-    load_ground_truth,
     render_item,
 )
 
-__all__ += ["GroundTruth", "ShopConfig", "generate_shop", "load_ground_truth", "render_item"]
+__all__ += ["ShopConfig", "generate_shop", "render_item"]
+
+# ---- ground truth: planted (synthetic shop) or garment masks of real packshots ----
+from befa_viz.data.garment import GarmentMask, MaskParams, garment_mask  # noqa: E402
+from befa_viz.data.truth import (  # noqa: E402
+    GroundTruth,
+    has_ground_truth,
+    load_ground_truth,
+    make_garment_truth,
+)
+
+__all__ += ["GarmentMask", "GroundTruth", "MaskParams", "garment_mask", "has_ground_truth",
+            "load_ground_truth", "make_garment_truth"]

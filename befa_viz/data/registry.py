@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from befa_viz.data.hm import import_hm
 from befa_viz.data.mmrec import import_mmrec
 from befa_viz.data.movielens import import_movielens
 from befa_viz.data.tabular import import_table
@@ -40,6 +41,7 @@ def _register(name: str, fn: Callable[..., Any], returns_features: bool) -> None
 _register("mmrec", import_mmrec, returns_features=True)
 _register("table", import_table, returns_features=False)
 _register("movielens", import_movielens, returns_features=False)
+_register("hm", import_hm, returns_features=False)
 
 
 def importer_options(kind: str) -> list[str]:

@@ -59,6 +59,7 @@ import pandas as pd
 
 from befa_viz.cache import atomic_dir
 from befa_viz.data.synth_text import compose_text, word_tokens
+from befa_viz.data.truth import GroundTruth
 from befa_viz.data.types import Catalog, Interactions, RecDataset
 from befa_viz.errors import ConfigError, DataError
 from befa_viz.registry import closest
@@ -951,41 +952,6 @@ def generate_shop(out_dir: str | os.PathLike[str], *, progress: bool = False,
     log.info("Synthetic shop %r: %d items, %d users, %d interactions → %s", cfg.name,
              cfg.n_items, cfg.n_users, inter.n_interactions, out_dir)
     return RecDataset.load(out_dir)
-
-
-@dataclass(frozen=True, eq=False)
-class GroundTruth:
-    """The planted truth of a synthetic shop (see :func:`generate_shop`).
-
-    Attributes:
-        masks: ``name → bool [n_items, H, W]`` for each of ``MASK_NAMES`` (disjoint).
-        tokens: ``item_id → field ("title"/"text") → {"tokens", "spans", "labels"}``.
-        attributes: One row per item (``item_id, kind, colour, pattern, price, ...``).
-        tastes: ``[n_users, n_values]`` taste weights; columns in ``taste_columns``.
-        taste_columns: ``"kind=shirt"``, ``"colour=red"``, ... in column order.
-        knobs: The generator's knobs.
-    """
-
-    masks: dict[str, np.ndarray]
-    tokens: dict[str, dict[str, dict[str, list]]]
-    attributes: pd.DataFrame
-    tastes: np.ndarray
-    taste_columns: list[str]
-    knobs: dict[str, Any]
-
-    @property
-    def relevant(self) -> np.ndarray:
-        """``bool [n_items, H, W]``: the visible product pixels."""
-        return self.masks["product"]
-
-    @property
-    def irrelevant(self) -> np.ndarray:
-        """``bool [n_items, H, W]``: everything that is not the product (background included)."""
-        return ~self.masks["product"]
-
-    def token_labels(self, item_id: str, field: str = "text") -> list[int]:
-        """Relevance labels (1/0) of ``item_id``'s word tokens in ``field``."""
-        return list(self.tokens[item_id][field]["labels"])
 
 
 def load_ground_truth(dataset_dir: str | os.PathLike[str]) -> GroundTruth:

@@ -162,6 +162,8 @@ def dataset_summary(dataset: RecDataset) -> dict[str, Any]:
             return {"min": 0, "median": 0, "max": 0}
         return {"min": int(a.min()), "median": float(np.median(a)), "max": int(a.max())}
 
+    has_text = np.array([bool(t.strip()) for t in cat.texts], dtype=bool)
+    has_image = np.array([cat.has_image(i) for i in range(len(cat))], dtype=bool)
     return {
         "name": dataset.name,
         "path": str(dataset.path) if dataset.path else None,
@@ -177,8 +179,11 @@ def dataset_summary(dataset: RecDataset) -> dict[str, Any]:
         "users_with_test": int(len(np.unique(it.user_idx[it.split == 2]))),
         "interactions_per_user": spread(per_user),
         "interactions_per_item": spread(per_item),
-        "items_with_image": int(sum(cat.has_image(i) for i in range(len(cat)))),
-        "items_with_text": int(sum(bool(t.strip()) for t in cat.texts)),
+        "items_with_image": int(has_image.sum()),
+        "items_with_text": int(has_text.sum()),
+        "text_coverage": float(has_text.mean()) if len(cat) else 0.0,
+        "image_only_items": int((has_image & ~has_text).sum()),
+        "text_only_items": int((has_text & ~has_image).sum()),
         "has_timestamps": it.timestamp is not None,
         "has_ratings": it.rating is not None,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from befa_viz.viz._scale import Scale, figure_scales, magnitude_map, shared_vmax
 from befa_viz.viz.heatmap import grid_figure, heatmap_figure, overlay, pair_figure
+from befa_viz.viz.masks import mask_contact_sheet
 from befa_viz.viz.report import Section, html_report, item_report_figure, save_arrays, save_figure
 from befa_viz.viz.text import token_figure, token_html, token_pair_figure, token_pair_html
 
@@ -21,6 +22,7 @@ __all__ = [
     "html_report",
     "item_report_figure",
     "magnitude_map",
+    "mask_contact_sheet",
     "overlay",
     "pair_figure",
     "save_arrays",
