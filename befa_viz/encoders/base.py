@@ -229,7 +229,8 @@ class ImageEncoder(Encoder):
 
         s = self.image_size
         resample = Image.Resampling[self.interpolation.upper()]
-        arrs, fills = [], []
+        arrs: list[np.ndarray] = []
+        fills: list[tuple[Box, tuple[float, float, float]] | None] = []
         for im in images:
             rgb = im.convert("RGB")
             top, left, h, w = content_box(rgb.size[1], rgb.size[0], s, self.resize_mode)
