@@ -252,9 +252,9 @@ class ImageEncoder(Encoder):
             if fill is None:
                 continue
             (top, left, h, w), colour = fill
-            inside = torch.zeros(s, s, dtype=torch.bool)
-            inside[top: top + h, left: left + w] = True
-            x[b] = torch.where(inside, x[b], torch.tensor(colour, dtype=x.dtype).view(3, 1, 1))
+            c = torch.tensor(colour, dtype=x.dtype).view(3, 1, 1)
+            x[b, :, :top], x[b, :, top + h:] = c, c  # the pad: the strips around the box
+            x[b, :, :, :left], x[b, :, :, left + w:] = c, c
         return x
 
     def _crop(self, rgb: Any, resample: Any) -> np.ndarray:
