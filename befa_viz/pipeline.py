@@ -1214,10 +1214,18 @@ def _dataset_mean_pixel(ds: Any, encoder: Any) -> list[float]:
     with_image = [i for i in range(ds.n_items) if ds.catalog.has_image(i)]
     pick = [with_image[int(j)] for j in
             np.linspace(0, len(with_image) - 1, min(_MEAN_PIXEL_ITEMS, len(with_image)))]
+    images = [ds.catalog.image(i) for i in pick]
     with torch.no_grad():
-        px = encoder.load_pixels([ds.catalog.image(i) for i in pick])
-    return list(_MEAN_PIXELS.put(key, tuple(round(float(v), 6)
-                                            for v in px.mean(dim=(0, 2, 3)))))
+        px = encoder.load_pixels(images)
+    mean = px.mean(dim=(0, 2, 3))
+    boxes = encoder.content_boxes(images)
+    s = px.shape[-1]
+    if any(tuple(b) != (0, 0, s, s) for b in boxes):  # padded photos: the pad is no colour of theirs
+        inside = torch.zeros(px.shape[0], 1, s, s, dtype=torch.bool)
+        for j, (top, left, h, w) in enumerate(boxes):
+            inside[j, 0, top: top + h, left: left + w] = True
+        mean = (px * inside).sum(dim=(0, 2, 3)) / inside.sum()
+    return list(_MEAN_PIXELS.put(key, tuple(round(float(v), 6) for v in mean)))
 
 
 def _method_options(method: str, modality: str, n_steps: int, baseline: str | None,
