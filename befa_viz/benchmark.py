@@ -26,7 +26,9 @@ that truth **next to controls**, because raw mass-in-mask is not evidence by its
 * **random map** — smooth random blobs (uniform noise on a 7×7 grid, upsampled bilinearly):
   what chance gives.
 
-Scores per map (images; maps are compared at the attribution's size, masks resized nearest):
+Scores per map (images; maps are compared at the attribution's size, masks resized nearest; a
+padded input's maps, masks and controls are cropped to its ``content_box`` first, so the pad
+never counts):
 
 * ``mass_in_mask`` — share of the *evidence* (|values|; for ``similarity`` max(cos, 0), since
   a location unlike the reference is no evidence for it) inside the product mask; ``chance``
@@ -158,11 +160,18 @@ def sign_test(diffs: Sequence[float] | np.ndarray) -> float:
     return float(min(1.0, 2 * tail))
 
 
-def _mask_at(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    from befa_viz.metrics import resize_map
+def _mask_at(mask: np.ndarray, shape: tuple[int, ...], att: Any = None) -> np.ndarray:
+    """A ground-truth mask in the frame of a map of ``shape`` (nearest resampling).
+
+    With ``att``'s ``params["content_box"]`` (a padded input, see befa_viz.encoders.base) a
+    mask drawn at the photo's aspect is resized into that box and is False on the pad;
+    otherwise it is resized to the whole map.
+    """
+    from befa_viz.metrics import fit_to_box
 
     m = np.asarray(mask, dtype=bool)
-    return m if m.shape == tuple(shape) else resize_map(m, (int(shape[0]), int(shape[1])))
+    box = getattr(att, "params", {}).get("content_box") if att is not None else None
+    return fit_to_box(m, (int(shape[0]), int(shape[1])), box)
 
 
 def _small(m: np.ndarray, side: int = 56) -> np.ndarray:
@@ -243,17 +252,24 @@ def score_image_maps(
     def ev(a: Any) -> np.ndarray:
         return evidence_map(a) if hasattr(a, "values") else np.abs(np.asarray(a, np.float64))
 
+    from befa_viz.metrics import crop_box
+
     rows = []
     for j, att in enumerate(maps):
         e = ev(att)
-        item_masks = {k: _mask_at(v[j], e.shape) for k, v in masks.items()}
+        item_masks = {k: _mask_at(v[j], e.shape, att) for k, v in masks.items()}
+        # scores read the photo only: map, masks and controls cropped to the content box
+        box = getattr(att, "params", {}).get("content_box")
+        full = e.shape
+        e, item_masks = crop_box(e, box), {k: crop_box(v, box) for k, v in item_masks.items()}
         row: dict[str, Any] = {"item_id": getattr(att, "item_id", str(j))}
         row.update(_image_scores(e, item_masks, q))
         small_e = _small(e)
         for name, cmaps in controls.items():
             c = ev(cmaps[j])
-            if c.shape != e.shape:
-                c = resize_map(c, e.shape)
+            if c.shape != full:
+                c = resize_map(c, full)
+            c = crop_box(c, box)
             row[f"margin_{name}"] = row["mass_in_mask"] - _mass(c, item_masks["product"])
             if name in rho_for:
                 with warnings.catch_warnings():  # a constant map has no rank correlation
@@ -1109,10 +1125,12 @@ def _examples(store: Mapping[tuple[str, str, str], dict[int, Any]], gt: Any,
     ctrl = [store[("control", _CONTROL_METHOD, "-")][i] for i in idx]
     truth = []
     for a, i in zip(ctrl, idx, strict=True):
-        m = _mask_at(gt.masks["product"][i], np.asarray(a.values).shape)
+        m = _mask_at(gt.masks["product"][i], np.asarray(a.values).shape, a)
         truth.append(Attribution(a.item_id, "image", "ground truth",
                                  "product mask" if gt.planted else "garment mask",
-                                 m.astype(np.float32), image=a.image))
+                                 m.astype(np.float32), image=a.image, params={
+                                     k: a.params[k] for k in ("content_box", "source_size")
+                                     if k in a.params}))
     out: dict[str, dict[str, list[Any]]] = {}
     truth_label = "planted product mask" if gt.planted else "garment mask"
     for method in methods:

@@ -289,6 +289,12 @@ def encode_cmd(
     missing: str = typer.Option("error", "--missing",
                                 help="Items without image / empty text: error or zeros."),
     text_field: str = typer.Option("text", "--text-field", help="text, title or title+text."),
+    resize: str = typer.Option("pad", "--resize",
+                               help="Images to the square input: pad (aspect kept, padded), "
+                                    "squash (distorts portraits) or crop (cuts the ends)."),
+    pad_fill: str = typer.Option("edge", "--pad-fill",
+                                 help="Fill of --resize pad: edge (the photo's edge colour) "
+                                      "or mean (the encoder's mean colour)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     workspace: str = typer.Option(None, "--workspace", "-w",
                                   help="Workspace folder (default $BEFA_VIZ_WORKSPACE or "
@@ -304,6 +310,8 @@ def encode_cmd(
         workspace, dataset, image_encoder=_key(image_encoder), text_encoder=_key(text_encoder),
         batch_size=batch_size, device=device, shard=shard, progress=progress, missing=missing,
         text_field=text_field, chunk_size=chunk_size,
+        resize=resize if _key(image_encoder) else None,
+        pad_fill=pad_fill if _key(image_encoder) else None,
     )
     typer.echo(f"dataset: {result.dataset}")
     for modality, path in result.items():

@@ -463,6 +463,8 @@ def encode_dataset(
     missing: str = "error",
     text_field: str = "text",
     chunk_size: int = 512,
+    resize: str | None = None,
+    pad_fill: str | None = None,
 ) -> EncodeResult:
     """Encode a workspace dataset's images and texts into the feature store.
 
@@ -481,6 +483,9 @@ def encode_dataset(
         missing: ``"error"`` or ``"zeros"`` for items without image / with empty text.
         text_field: ``"text"``, ``"title"`` or ``"title+text"``.
         chunk_size: Items per resumable chunk.
+        resize: Image resize mode, ``"pad"`` (default), ``"squash"`` or ``"crop"`` (see
+            :mod:`befa_viz.encoders.base`); part of the feature key.
+        pad_fill: ``"edge"`` (default) or ``"mean"`` for ``resize="pad"``.
 
     Returns:
         ``{modality: entry folder}`` with reuse and completeness flags.
@@ -510,7 +515,8 @@ def encode_dataset(
     for modality, key in (("image", image_encoder), ("text", text_encoder)):
         if not key:
             continue
-        encoder = create_encoder(key, modality=modality)
+        opts = {"resize": resize, "pad_fill": pad_fill} if modality == "image" else {}
+        encoder = create_encoder(key, modality=modality, **opts)
         table = encode_catalog(
             ds.catalog, encoder, dataset_fingerprint=ds.fingerprint(),
             cache=Cache(ws.features_dir), dataset_name=name, batch_size=batch_size,
@@ -840,8 +846,9 @@ VARIANTS = ("without", "with")
 _VARIANT_TITLES = {"without": "without adapter", "with": "with adapter"}
 _MEAN_PIXEL_ITEMS = 64  # images averaged for the "mean" baseline
 #: Version of the score definitions; part of every score cache key (2: the faithfulness AUCs
-#: are NaN when f(x) − f(baseline) cannot normalise the curve, see metrics.perturbation_auc).
-SCORING_VERSION = 2
+#: are NaN when f(x) − f(baseline) cannot normalise the curve, see metrics.perturbation_auc;
+#: 3: scores read only the content box of padded inputs).
+SCORING_VERSION = 3
 
 
 # ---- in-process memos -------------------------------------------------------------------
@@ -1152,7 +1159,11 @@ def encoder_for_run(run: Any, modality: str = "image", *, device: str | None = N
     encoder = _ENCODERS.get(memo_key) if reuse else None
     built = encoder is None
     if encoder is None:
-        encoder = create_encoder(key, modality=modality)
+        # the resize mode the features were made with (stores from before "pad" say "squash")
+        pre = getattr(feat, "manifest", {}).get("preprocessing") or {}
+        resize = {"resize": pre["resize"], "pad_fill": pre.get("pad_fill")} \
+            if modality == "image" and pre.get("resize") else {}
+        encoder = create_encoder(key, modality=modality, **resize)
     current = encoder.fingerprint()
     if current != recorded:
         raise StaleArtifactError(
@@ -1301,10 +1312,18 @@ def _dataset_mean_pixel(ds: Any, encoder: Any) -> list[float]:
     with_image = [i for i in range(ds.n_items) if ds.catalog.has_image(i)]
     pick = [with_image[int(j)] for j in
             np.linspace(0, len(with_image) - 1, min(_MEAN_PIXEL_ITEMS, len(with_image)))]
+    images = [ds.catalog.image(i) for i in pick]
     with torch.no_grad():
-        px = encoder.load_pixels([ds.catalog.image(i) for i in pick])
-    return list(_MEAN_PIXELS.put(key, tuple(round(float(v), 6)
-                                            for v in px.mean(dim=(0, 2, 3)))))
+        px = encoder.load_pixels(images)
+    mean = px.mean(dim=(0, 2, 3))
+    boxes = encoder.content_boxes(images)
+    s = px.shape[-1]
+    if any(tuple(b) != (0, 0, s, s) for b in boxes):  # padded photos: the pad is no colour of theirs
+        inside = torch.zeros(px.shape[0], 1, s, s, dtype=torch.bool)
+        for j, (top, left, h, w) in enumerate(boxes):
+            inside[j, 0, top: top + h, left: left + w] = True
+        mean = (px * inside).sum(dim=(0, 2, 3)) / inside.sum()
+    return list(_MEAN_PIXELS.put(key, tuple(round(float(v), 6) for v in mean)))
 
 
 def _method_options(method: str, modality: str, n_steps: int, baseline: str | None,
@@ -1512,6 +1531,7 @@ def _faithfulness(job: _Job, variant: str, item: int, target: str, att: Any,
                              mean_pixel=job.options.get("mean_pixel"))
         x, b = inputs[0].cpu().numpy(), base[0].cpu().numpy()
         amap = np.abs(np.asarray(att.values, dtype=np.float64))
+        box = att.params.get("content_box")  # a padded input: perturb the photo only
 
         def f(batch: np.ndarray) -> np.ndarray:
             with torch.no_grad():
@@ -1520,6 +1540,7 @@ def _faithfulness(job: _Job, variant: str, item: int, target: str, att: Any,
                 return tgt(job.encoder(t), rows).cpu().numpy()
     else:
         token_values = att.extras.get("token_values")
+        box = None
         ids = inputs["input_ids"][0]
         keep = inputs["attention_mask"][0].bool()
         ids = ids[keep]
@@ -1542,8 +1563,9 @@ def _faithfulness(job: _Job, variant: str, item: int, target: str, att: Any,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", UserWarning)
-        d = perturbation_auc(f, x, b, amap, n_steps=n_steps, seed=job.seed)
-        ins = perturbation_auc(f, x, b, amap, insert=True, n_steps=n_steps, seed=job.seed)
+        d = perturbation_auc(f, x, b, amap, n_steps=n_steps, seed=job.seed, box=box)
+        ins = perturbation_auc(f, x, b, amap, insert=True, n_steps=n_steps, seed=job.seed,
+                               box=box)
     return {"deletion_auc": _num(d["auc"]), "insertion_auc": _num(ins["auc"]),
             "deletion_resolution": _num(d["resolution"]),
             "insertion_resolution": _num(ins["resolution"]),
@@ -1608,19 +1630,22 @@ def _num(v: Any) -> float | None:
 def _scores(att: Any, relevance: np.ndarray, is_mask: bool, q: float) -> dict[str, Any]:
     import warnings
 
-    from befa_viz.metrics import drift_omission, mass_in_mask, resize_map
+    from befa_viz.metrics import drift_omission, fit_to_box, mass_in_mask
 
     values = np.asarray(att.values, dtype=np.float64)
     rel = relevance
+    # a padded input's photo is its content box: masks at the photo's aspect go into the box,
+    # and only the box is scored (the pad counts nowhere)
+    box = att.params.get("content_box") if att.modality == "image" else None
     if rel.ndim == 2 and rel.shape != values.shape:
-        rel = resize_map(rel, values.shape)
+        rel = fit_to_box(rel, values.shape, box)
     with warnings.catch_warnings():  # all-zero map → NaN, recorded as null
         warnings.simplefilter("ignore", UserWarning)
-        do = drift_omission(values, rel, q)
+        do = drift_omission(values, rel, q, box=box)
     out = {"drift": _num(do["drift"]), "omission": _num(do["omission"]), "q": float(q),
            "delta": _num(att.delta)}
     if is_mask:
-        out["mass_in_mask"] = _num(mass_in_mask(values, rel))
+        out["mass_in_mask"] = _num(mass_in_mask(values, rel, box=box))
     return out
 
 

@@ -2,6 +2,14 @@
 
 This layer knows encoders and models, not workspaces: the pipeline finds the run, its dataset
 and the matching encoder, then calls :func:`explain` or :func:`explain_pair`.
+
+Image attributions record where the photo lies in the map (the encoder's resize mode, see
+:mod:`befa_viz.encoders.base`): ``params["content_box"] = [top, left, height, width]`` in map
+pixels, ``params["source_size"] = [height, width]`` of the original photo and
+``params["resize"]`` the mode. Scores (:mod:`befa_viz.metrics.attribution`, ``box=``) read only
+the box, so a ``"pad"`` input's pad never counts; figures (:mod:`befa_viz.viz`) crop it away
+and draw the photo at its own aspect. Pixels passed in as a tensor carry no sizes: give their
+boxes with ``content_boxes=`` (otherwise the whole map is the content, as for ``"squash"``).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from befa_viz.errors import ConfigError
 if TYPE_CHECKING:
     from befa_viz.encoders.base import ImageEncoder, TextEncoder
 
-__all__ = ["explain", "explain_pair", "prepare_inputs"]
+__all__ = ["content_params", "explain", "explain_pair", "image_boxes", "prepare_inputs"]
 
 
 def prepare_inputs(encoder: nn.Module, items: Any) -> torch.Tensor | dict[str, torch.Tensor]:
@@ -63,6 +71,62 @@ def prepare_inputs(encoder: nn.Module, items: Any) -> torch.Tensor | dict[str, t
     raise ConfigError(f"Encoder modality {modality!r} is neither 'image' nor 'text'.")
 
 
+def image_boxes(encoder: nn.Module, items: Any) -> list[tuple[int, int, int, int]] | None:
+    """Content boxes of PIL images in the encoder's input; ``None`` for tensors, mappings, text.
+
+    Example:
+        >>> from PIL import Image
+        >>> from befa_viz.testing import tiny_image_encoder
+        >>> image_boxes(tiny_image_encoder(), [Image.new("RGB", (36, 54))])
+        [(0, 5, 32, 21)]
+    """
+    if getattr(encoder, "modality", "") != "image" or isinstance(items, (torch.Tensor, Mapping)):
+        return None
+    items = list(items)
+    if not items or not all(hasattr(im, "size") and hasattr(im, "convert") for im in items):
+        return None
+    return list(cast("ImageEncoder", encoder).content_boxes(items))
+
+
+def content_params(encoder: nn.Module, items: Any,
+                   boxes: Sequence[Sequence[int]] | None = None) -> list[dict[str, Any]] | None:
+    """Per item ``content_box`` / ``source_size`` / ``resize`` params (see the module docstring).
+
+    Args:
+        encoder: The image encoder.
+        items: PIL images (their sizes give the boxes), or anything else with ``boxes``.
+        boxes: Explicit ``(top, left, height, width)`` per item, in input pixels.
+
+    Returns:
+        One dict per item, or ``None`` when neither images nor boxes are given.
+    """
+    if getattr(encoder, "modality", "") != "image":
+        return None
+    if boxes is None:
+        boxes = image_boxes(encoder, items)
+        if boxes is None:
+            return None
+    sizes: list[list[int] | None] = [None] * len(boxes)
+    if not isinstance(items, (torch.Tensor, Mapping)):
+        listed = list(items)
+        if len(listed) == len(boxes) and all(hasattr(im, "size") for im in listed):
+            sizes = [[int(im.size[1]), int(im.size[0])] for im in listed]
+    s = int(getattr(encoder, "image_size", 0))
+    out = []
+    for box, size in zip(boxes, sizes, strict=True):
+        b = [int(v) for v in box]
+        if len(b) != 4 or b[2] < 1 or b[3] < 1 or b[0] < 0 or b[1] < 0 or \
+                (s and (b[0] + b[2] > s or b[1] + b[3] > s)):
+            raise ConfigError(f"Content box {tuple(box)} is not (top, left, height, width) "
+                              f"inside the {s}x{s} input.")
+        p: dict[str, Any] = {"content_box": b,
+                             "resize": str(getattr(encoder, "resize_mode", "squash"))}
+        if size is not None:
+            p["source_size"] = size
+        out.append(p)
+    return out
+
+
 @torch.no_grad()
 def _embed(encoder: nn.Module, inputs: Any, batch: int = 32) -> torch.Tensor:
     if isinstance(inputs, torch.Tensor):
@@ -99,6 +163,7 @@ def explain(
     user_idx: int | Sequence[int] | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
+    content_boxes: Sequence[Sequence[int]] | None = None,
     **options: Any,
 ) -> list[Attribution]:
     """Attribute a target to the raw input of each item.
@@ -118,11 +183,14 @@ def explain(
         user_idx: User(s) for ``user_score``.
         seed: Seed for random targets and noisy methods.
         device: Move encoder and model there first (in place); ``None`` keeps them.
+        content_boxes: Images given as pixels: each one's ``(top, left, height, width)`` in
+            the input (PIL images give theirs from their size).
         **options: Method options (``n_steps``, ``baseline``, ``internal_batch_size``, ...).
 
     Returns:
         One attribution per item, in order; ``params`` records the target, method options,
-        ``adapter`` and the model class.
+        ``adapter``, the model class and, for images, ``content_box`` / ``source_size`` /
+        ``resize`` (see the module docstring).
 
     Raises:
         ConfigError: Bad options, incompatible encoder/model, or missing target context.
@@ -142,12 +210,17 @@ def explain(
     if not modality:
         modality = cast(str, getattr(encoder, "modality", "image"))
     _check_compatible(encoder, model, modality)
+    if not isinstance(items, (torch.Tensor, Mapping)):
+        items = list(items)  # read twice: sizes, then pixels
+    content = content_params(encoder, items, content_boxes)
     inputs = prepare_inputs(encoder, items)
     n = inputs.shape[0] if isinstance(inputs, torch.Tensor) else inputs["input_ids"].shape[0]
     if item_idx is not None:
         idx = torch.as_tensor(item_idx, dtype=torch.long).reshape(-1)
         if idx.numel() != n:
             raise ConfigError(f"{n} items but {idx.numel()} entries in item_idx.")
+    if content is not None and len(content) != n:
+        raise ConfigError(f"{n} images but {len(content)} content boxes.")
     if item_ids is None:
         item_ids = [str(int(i)) for i in idx] if item_idx is not None else None
     if isinstance(target, AttributionTarget):
@@ -166,9 +239,11 @@ def explain(
     if model is not None:
         extra["model"] = type(model).__name__
         extra.setdefault("adapter", bool(getattr(model, "adapters", None)))
-    for r in results:
+    for j, r in enumerate(results):
         for k, v in extra.items():
             r.params.setdefault(k, v)
+        if content is not None:
+            r.params.update(content[j])
     return results
 
 
@@ -220,10 +295,18 @@ def explain_pair(
     with_m, without_m = (model, paired_model) if has[0] else (paired_model, model)
     name_without = "content_score" if target == "adapted_alignment" else target
     name_with = "adapted_alignment" if target in ("content_score", "adapted_alignment") else target
+    if not isinstance(items, (torch.Tensor, Mapping)):
+        items = list(items)
+    content = content_params(encoder, items, kwargs.pop("content_boxes", None))
+    if content is not None:
+        kwargs["content_boxes"] = [p["content_box"] for p in content]
     inputs = prepare_inputs(encoder, items)
     without = explain(encoder, without_m, inputs, item_idx, target=name_without, method=method,
                       **kwargs)
     with_ = explain(encoder, with_m, inputs, item_idx, target=name_with, method=method, **kwargs)
+    for side in (without, with_):
+        for r, p in zip(side, content or [], strict=False):
+            r.params.update(p)  # keeps source_size, which pixels alone do not carry
     for r in without:
         r.params["pair"] = "without_adapter"
     for r in with_:

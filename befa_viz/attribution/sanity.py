@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from befa_viz.attribution.explain import explain, prepare_inputs
+from befa_viz.attribution.explain import content_params, explain, prepare_inputs
 from befa_viz.attribution.result import Attribution
 from befa_viz.errors import ConfigError
-from befa_viz.metrics.attribution import spearman
+from befa_viz.metrics.attribution import crop_box, spearman
 
 __all__ = ["CONTROLS", "DEFAULT_MAX_RHO", "SanityReport", "randomised_copy", "sanity_check"]
 
@@ -137,7 +137,10 @@ def _randomised_model(model: nn.Module, modality: str, seed: int) -> nn.Module:
 
 
 def _magnitudes(results: Sequence[Attribution]) -> list[np.ndarray]:
-    return [np.abs(np.asarray(r.values, dtype=np.float64)) for r in results]
+    """|values| inside each map's content box (the pad of a padded input is not compared)."""
+    return [crop_box(np.abs(np.asarray(r.values, dtype=np.float64)),
+                     r.params.get("content_box") if r.modality == "image" else None)
+            for r in results]
 
 
 def sanity_check(
@@ -189,8 +192,13 @@ def sanity_check(
         raise ConfigError(f"Unknown sanity controls {bad}; accepted: {', '.join(CONTROLS)}.")
     thresholds = {**DEFAULT_MAX_RHO, **dict(max_rho or {})}
     modality = kwargs.pop("modality", None) or getattr(encoder, "modality", "image")
+    if not isinstance(items, (torch.Tensor, Mapping)):
+        items = list(items)
+    content = content_params(encoder, items, kwargs.pop("content_boxes", None))
     inputs = prepare_inputs(encoder, items)
     common = dict(kwargs, modality=modality, seed=seed)
+    if content is not None:
+        common["content_boxes"] = [p["content_box"] for p in content]
     real = list(attributions) if attributions is not None else explain(
         encoder, model, inputs, item_idx, target=target, method=method, **common)
     item_ids = [r.item_id for r in real]
@@ -207,6 +215,8 @@ def sanity_check(
                                    method=method, **common)
         else:
             blur = {k: v for k, v in kwargs.items() if k == "blur_sigma"}
+            if content is not None:
+                blur["content_boxes"] = common["content_boxes"]
             ctrl_maps[c] = explain(encoder, None, inputs, item_idx, target="random",
                                    method="input_x_blur", modality=modality,
                                    item_ids=item_ids, **blur)

@@ -12,10 +12,20 @@ Keys name encoders the ecosystem's way, ``backend:model[:weights]``:
 from __future__ import annotations
 
 from befa_viz.encoders import tiny
-from befa_viz.encoders.base import ENCODERS, Encoder, ImageEncoder, TextEncoder
+from befa_viz.encoders.base import (
+    DEFAULT_RESIZE,
+    ENCODERS,
+    RESIZE_MODES,
+    Box,
+    Encoder,
+    ImageEncoder,
+    TextEncoder,
+    content_box,
+)
 from befa_viz.errors import ConfigError
 
-__all__ = ["ENCODERS", "Encoder", "ImageEncoder", "TextEncoder", "create_encoder", "parse_key", "tiny"]
+__all__ = ["DEFAULT_RESIZE", "ENCODERS", "RESIZE_MODES", "Box", "Encoder", "ImageEncoder",
+           "TextEncoder", "content_box", "create_encoder", "parse_key", "tiny"]
 
 
 def parse_key(key: str) -> tuple[str, str, str | None]:
@@ -37,17 +47,26 @@ def parse_key(key: str) -> tuple[str, str, str | None]:
     return parts[0], parts[1], (parts[2] if len(parts) == 3 and parts[2] else None)
 
 
-def create_encoder(key: str, modality: str | None = None, **kwargs: object) -> Encoder:
+def create_encoder(key: str, modality: str | None = None, *, resize: str | None = None,
+                   pad_fill: str | None = None, **kwargs: object) -> Encoder:
     """Build an encoder from its key.
 
     Args:
         key: ``backend:model[:weights]``.
         modality: ``"image"`` or ``"text"`` for backends with both towers (open_clip).
+        resize: Image encoders: resize mode (``"pad"``, ``"squash"``, ``"crop"``; default
+            ``"pad"``), see :mod:`befa_viz.encoders.base`.
+        pad_fill: Image encoders: ``"edge"`` or ``"mean"`` (``"pad"`` mode).
         **kwargs: Backend-specific options.
+
+    Raises:
+        ConfigError: A resize option for a text encoder, or an unknown mode.
 
     Example:
         >>> create_encoder("tiny:cnn").modality
         'image'
+        >>> create_encoder("tiny:cnn", resize="squash").preprocessing()["resize"]
+        'squash'
     """
     backend, model, weights = parse_key(key)
     factory = ENCODERS.get(backend)
@@ -56,6 +75,11 @@ def create_encoder(key: str, modality: str | None = None, **kwargs: object) -> E
     enc = factory(model=model, weights=weights, **kwargs)
     if modality is not None and enc.modality != modality:
         raise ConfigError(f"Encoder {key!r} is a {enc.modality} encoder, not {modality}.")
+    if resize is not None or pad_fill is not None:
+        if not isinstance(enc, ImageEncoder):
+            raise ConfigError(f"Encoder {key!r} is a {enc.modality} encoder; resize={resize!r} "
+                              f"and pad_fill={pad_fill!r} apply to image encoders only.")
+        enc.set_resize(resize, pad_fill)
     return enc
 
 # Built-in backends register themselves in ENCODERS on import (their heavy dependencies are

@@ -13,7 +13,8 @@
 
 The image tower's normalisation and size come from the model's preprocess config
 (``model.visual.preprocess_cfg``, which open_clip fills from the pretrained tag when there is
-one); images are squashed to the square input size (nothing cropped away).
+one); images become the square input by the resize mode of :mod:`befa_viz.encoders.base`
+(default: aspect-preserving resize + pad).
 
 Spatial features. ViT towers: the patch tokens entering the last transformer block (the output of
 its first LayerNorm ``ln_1``, ``[B, 1 + h*w, width]``) reshaped to ``[B, width, h, w]``. That layer is

@@ -10,7 +10,8 @@ checkpoint cache; the expected file is checked *before* torchvision is called, s
 raises :class:`~befa_viz.errors.MissingWeightsError` instead of a download attempt.
 ``weights="random"`` (or ``"random-<seed>"``) gives a seeded random initialisation, and the key
 says so. Mean, std, input size and interpolation come from the weights' metadata
-(``weights.transforms()``); images are squashed to the square input size (nothing cropped).
+(``weights.transforms()``); images become the square input by the resize mode of
+:mod:`befa_viz.encoders.base` (default: aspect-preserving resize + pad, nothing cropped).
 """
 
 from __future__ import annotations

@@ -26,9 +26,11 @@ __all__ = [
 
 # ---- attribution metrics (attribution helper) ----------------------------------------------
 from befa_viz.metrics.attribution import (  # noqa: E402
+    crop_box,
     deletion_auc,
     drift,
     drift_omission,
+    fit_to_box,
     insertion_auc,
     localisation_margin,
     mass_in_mask,
@@ -42,9 +44,11 @@ from befa_viz.metrics.attribution import (  # noqa: E402
 )
 
 __all__ += [
+    "crop_box",
     "deletion_auc",
     "drift",
     "drift_omission",
+    "fit_to_box",
     "insertion_auc",
     "localisation_margin",
     "mass_in_mask",

@@ -24,6 +24,16 @@ Faithfulness: **deletion / insertion AUC** normalise the perturbation curve by f
 That quotient is only meaningful while the curve stays near its two ends; when f(x) − f(b) is
 small next to how far the curve strays, the AUC is NaN with a warning rather than a number
 far outside [0, 1] (see :func:`perturbation_auc`, ``min_resolution``).
+
+**Content box.** An image encoder in ``"pad"`` mode (:mod:`befa_viz.encoders.base`) places a
+portrait photo in a box ``(top, left, height, width)`` of its square input and fills the rest
+with a pad; attributions record it in ``params["content_box"]``. Every score takes ``box=``
+and reads only the pixels inside it: the region scores (drift, omission, mass in mask, pointing,
+Spearman, margins) are computed on the maps cropped to the box, so a map whose mass lies all in
+the pad scores exactly as an all-zero map (NaN); the perturbation curves delete / insert only
+the box's pixels (the pad keeps the input's values all along) and normalise by their number.
+``box=None`` is the whole map. A ground-truth mask drawn at the photo's own size is placed into
+the map's frame with :func:`fit_to_box`.
 """
 
 from __future__ import annotations
@@ -34,9 +44,11 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 __all__ = [
+    "crop_box",
     "deletion_auc",
     "drift",
     "drift_omission",
+    "fit_to_box",
     "insertion_auc",
     "localisation_margin",
     "mass_in_mask",
@@ -65,6 +77,71 @@ def _same_shape(a: np.ndarray, b: np.ndarray, what: str) -> None:
         raise ValueError(
             f"{what}: shapes differ, {a.shape} vs {b.shape}; resize one with resize_map(m, shape)."
         )
+
+
+BoxLike = Sequence[int]
+
+
+def _box(box: BoxLike | None, shape: tuple[int, ...], what: str) -> tuple[int, int, int, int] | None:
+    """A checked ``(top, left, height, width)`` inside the last two dimensions of ``shape``."""
+    if box is None:
+        return None
+    b = tuple(int(v) for v in box)
+    if len(b) != 4:
+        raise ValueError(f"{what}: box must be (top, left, height, width); got {tuple(box)}.")
+    top, left, h, w = b
+    if len(shape) < 2 or h < 1 or w < 1 or top < 0 or left < 0 or top + h > shape[-2] \
+            or left + w > shape[-1]:
+        raise ValueError(f"{what}: box {b} does not lie inside the map of shape {shape}; the "
+                         "box is in the map's pixels (params['content_box']).")
+    return top, left, h, w
+
+
+def crop_box(m: np.ndarray, box: BoxLike | None) -> np.ndarray:
+    """The part of a map (its last two dimensions) inside ``box``; the map itself for ``None``.
+
+    Example:
+        >>> crop_box(np.arange(16).reshape(4, 4), (1, 1, 2, 2)).tolist()
+        [[5, 6], [9, 10]]
+    """
+    arr = np.asarray(m)
+    b = _box(box, arr.shape, "crop_box")
+    if b is None:
+        return arr
+    top, left, h, w = b
+    return arr[..., top: top + h, left: left + w]
+
+
+def fit_to_box(m: np.ndarray, shape: tuple[int, int], box: BoxLike | None = None) -> np.ndarray:
+    """Place a map or mask given at the photo's own size into a map frame of ``shape``.
+
+    The map is resized (bilinear for numbers, nearest for boolean masks) to the box and put
+    there; outside the box (the pad) it is 0 / False. Without a box it is resized to ``shape``.
+
+    Args:
+        m: ``[h, w]`` map or mask at the photo's aspect (any resolution).
+        shape: The attribution map's ``(H, W)``.
+        box: ``(top, left, height, width)`` of the photo in that map.
+
+    Returns:
+        ``[H, W]`` map (boolean stays boolean).
+
+    Example:
+        >>> mask = np.ones((6, 4), bool)
+        >>> fit_to_box(mask, (6, 6), (0, 1, 6, 4)).sum(axis=0).tolist()
+        [0, 6, 6, 6, 6, 0]
+    """
+    arr = np.asarray(m)
+    if arr.ndim != 2:
+        raise ValueError(f"fit_to_box takes a 2-D map; got shape {arr.shape}.")
+    full = (int(shape[0]), int(shape[1]))
+    b = _box(box, full, "fit_to_box")
+    if b is None or b == (0, 0) + full:
+        return arr if arr.shape == full else resize_map(arr, full)
+    top, left, h, w = b
+    out = np.zeros(full, dtype=bool if arr.dtype == bool else np.float64)
+    out[top: top + h, left: left + w] = arr if arr.shape == (h, w) else resize_map(arr, (h, w))
+    return out
 
 
 def _check_q(q: float) -> None:
@@ -108,13 +185,14 @@ def _relevance_weights(r: np.ndarray) -> np.ndarray:
     return np.ones(r.shape) if r.dtype == bool else np.abs(r.astype(np.float64))
 
 
-def drift(a: np.ndarray, r: np.ndarray, q: float = 0.5) -> float:
+def drift(a: np.ndarray, r: np.ndarray, q: float = 0.5, *, box: BoxLike | None = None) -> float:
     """Share of the heatmap's top-q mass that lies outside R's relevant region.
 
     Args:
         a: Heatmap (absolute value is used).
         r: Relevance: boolean mask, or a continuous map (binarised at its top-q mass region).
         q: Mass share defining both top regions.
+        box: Content box: only the pixels inside it are scored (see the module docstring).
 
     Returns:
         Drift in [0, 1] (NaN for an all-zero heatmap or an empty relevant region).
@@ -126,6 +204,7 @@ def drift(a: np.ndarray, r: np.ndarray, q: float = 0.5) -> float:
     """
     a, r = _map(a, "heatmap"), _map(r, "relevance map")
     _same_shape(a, r, "drift")
+    a, r = crop_box(a, box), crop_box(r, box)
     w = np.abs(a.astype(np.float64))
     reg_a = top_mass_region(w, q)
     rel = relevant_region(r, q)
@@ -137,7 +216,8 @@ def drift(a: np.ndarray, r: np.ndarray, q: float = 0.5) -> float:
     return float(w[reg_a & ~rel].sum() / inside)
 
 
-def omission(a: np.ndarray, r: np.ndarray, q: float = 0.5) -> float:
+def omission(a: np.ndarray, r: np.ndarray, q: float = 0.5, *,
+             box: BoxLike | None = None) -> float:
     """Share of R's relevant mass that the heatmap's top-q region leaves uncovered.
 
     Args:
@@ -145,6 +225,7 @@ def omission(a: np.ndarray, r: np.ndarray, q: float = 0.5) -> float:
         r: Relevance: boolean mask (each pixel weighs 1), or a continuous map (its top-q mass
             region, pixels weighted by |R|).
         q: Mass share defining both top regions.
+        box: Content box: only the pixels inside it are scored.
 
     Returns:
         Omission in [0, 1] (NaN for an all-zero heatmap or an empty relevant region).
@@ -157,6 +238,7 @@ def omission(a: np.ndarray, r: np.ndarray, q: float = 0.5) -> float:
     """
     a, r = _map(a, "heatmap"), _map(r, "relevance map")
     _same_shape(a, r, "omission")
+    a, r = crop_box(a, box), crop_box(r, box)
     reg_a = top_mass_region(a, q)
     rel = relevant_region(r, q)
     w = _relevance_weights(r)
@@ -168,13 +250,20 @@ def omission(a: np.ndarray, r: np.ndarray, q: float = 0.5) -> float:
     return float(w[rel & ~reg_a].sum() / total)
 
 
-def drift_omission(a: np.ndarray, r: np.ndarray, q: float = 0.5) -> dict[str, float]:
+def drift_omission(a: np.ndarray, r: np.ndarray, q: float = 0.5, *,
+                   box: BoxLike | None = None) -> dict[str, float]:
     """Both scores and the definition's parameter, as a JSON-able dict."""
-    return {"drift": drift(a, r, q), "omission": omission(a, r, q), "q": float(q)}
+    return {"drift": drift(a, r, q, box=box), "omission": omission(a, r, q, box=box),
+            "q": float(q)}
 
 
-def mass_in_mask(a: np.ndarray, mask: np.ndarray) -> float:
+def mass_in_mask(a: np.ndarray, mask: np.ndarray, *, box: BoxLike | None = None) -> float:
     """Share of |A|'s mass inside a boolean mask (NaN for an all-zero map).
+
+    Args:
+        a: Heatmap.
+        mask: Boolean mask shaped like ``a``.
+        box: Content box: the share of the mass inside it (pad mass counts nowhere).
 
     Example:
         >>> mass_in_mask(np.array([1.0, -3.0]), np.array([False, True]))
@@ -182,19 +271,23 @@ def mass_in_mask(a: np.ndarray, mask: np.ndarray) -> float:
     """
     a, mask = _map(a, "heatmap"), np.asarray(mask, dtype=bool)
     _same_shape(a, mask, "mass_in_mask")
+    a, mask = crop_box(a, box), crop_box(mask, box)
     w = np.abs(a.astype(np.float64))
     s = w.sum()
     return float(w[mask].sum() / s) if s > 0 else float("nan")
 
 
-def pointing_game(a: np.ndarray, mask: np.ndarray, tolerance: int = 0) -> bool:
+def pointing_game(a: np.ndarray, mask: np.ndarray, tolerance: int = 0, *,
+                  box: BoxLike | None = None) -> bool:
     """Whether |A|'s maximum falls in the mask (or within ``tolerance`` pixels of it).
 
     Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016
-    (arXiv:1608.00507). Ties: the first maximum in row-major order.
+    (arXiv:1608.00507). Ties: the first maximum in row-major order. With ``box`` the maximum
+    is taken inside the box only.
     """
     a, mask = _map(a, "heatmap"), np.asarray(mask, dtype=bool)
     _same_shape(a, mask, "pointing_game")
+    a, mask = crop_box(a, box), crop_box(mask, box)
     idx = np.unravel_index(int(np.argmax(np.abs(a))), a.shape)
     if tolerance <= 0:
         return bool(mask[idx])
@@ -212,13 +305,19 @@ def _rankdata(x: np.ndarray) -> np.ndarray:
     return sums[inv] / counts[inv]
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
+def spearman(a: np.ndarray, b: np.ndarray, *, box: BoxLike | None = None) -> float:
     """Spearman rank correlation of two maps (flattened; NaN if either is constant).
+
+    With ``box`` (2-D maps of one shape) only the pixels inside it are correlated.
 
     Example:
         >>> spearman(np.array([1.0, 2, 3]), np.array([10.0, 20, 30]))
         1.0
     """
+    if box is not None:
+        a, b = _map(a, "map a"), _map(b, "map b")
+        _same_shape(a, b, "spearman")
+        a, b = crop_box(a, box), crop_box(b, box)
     a, b = _map(a, "map a").astype(np.float64).ravel(), _map(b, "map b").astype(np.float64).ravel()
     if a.size != b.size:
         raise ValueError(f"spearman: maps have {a.size} and {b.size} entries.")
@@ -229,7 +328,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def localisation_margin(a: np.ndarray, mask: np.ndarray,
-                        controls: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> float:
+                        controls: Mapping[str, np.ndarray] | Sequence[np.ndarray], *,
+                        box: BoxLike | None = None) -> float:
     """Mass-in-mask of A minus the best mass-in-mask among control maps.
 
     Controls are what a map must beat to count as evidence (DESIGN.md): the random-target
@@ -240,6 +340,7 @@ def localisation_margin(a: np.ndarray, mask: np.ndarray,
         a: Heatmap.
         mask: Boolean ground-truth mask.
         controls: Control maps (a mapping name → map, or a sequence).
+        box: Content box shared by all maps (see the module docstring).
 
     Returns:
         ``mass_in_mask(a) − max_c mass_in_mask(c)`` in [−1, 1].
@@ -247,7 +348,7 @@ def localisation_margin(a: np.ndarray, mask: np.ndarray,
     maps = list(controls.values()) if isinstance(controls, Mapping) else list(controls)
     if not maps:
         raise ValueError("localisation_margin needs at least one control map.")
-    return mass_in_mask(a, mask) - max(mass_in_mask(c, mask) for c in maps)
+    return mass_in_mask(a, mask, box=box) - max(mass_in_mask(c, mask, box=box) for c in maps)
 
 
 def resize_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -291,6 +392,7 @@ def rank_order(m: np.ndarray, seed: int = 0) -> np.ndarray:
 def _perturbation_curve(
     f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, baseline: np.ndarray,
     attr_map: np.ndarray, n_steps: int, batch_size: int, insert: bool, seed: int,
+    box: BoxLike | None = None,
 ) -> tuple[np.ndarray, float, float]:
     x = np.asarray(x, dtype=np.float32)
     base = np.broadcast_to(np.asarray(baseline, dtype=np.float32), x.shape)
@@ -302,11 +404,24 @@ def _perturbation_curve(
         )
     if n_steps < 1 or batch_size < 1:
         raise ValueError(f"n_steps and batch_size must be >= 1; got {n_steps}, {batch_size}.")
-    n_pix = m.size
-    order = rank_order(m, seed)
-    rank: np.ndarray = np.empty(n_pix, dtype=np.int64)
-    rank[order] = np.arange(n_pix)
-    rank = rank.reshape(m.shape)
+    b = _box(box, m.shape, "perturbation curve")
+    if b is None:
+        n_pix = m.size
+        order = rank_order(m, seed)
+        rank: np.ndarray = np.empty(n_pix, dtype=np.int64)
+        rank[order] = np.arange(n_pix)
+        rank = rank.reshape(m.shape)
+    else:  # rank the box's pixels only; the pad (rank n_pix) is never moved
+        inner = crop_box(m, b)
+        n_pix = inner.size
+        order = rank_order(inner, seed)
+        flat: np.ndarray = np.empty(n_pix, dtype=np.int64)
+        flat[order] = np.arange(n_pix)
+        rank = np.full(m.shape, n_pix, dtype=np.int64)
+        top, left, h, w = b
+        rank[..., top: top + h, left: left + w] = flat.reshape(inner.shape)
+        pad = (rank == n_pix).reshape((1,) * (x.ndim - m.ndim) + m.shape)
+        base = np.where(pad, x, base)  # the pad is x's own at both ends of both curves
     counts = np.round(np.linspace(0, n_pix, n_steps + 1)).astype(np.int64)
     scores = []
     for start in range(0, n_steps + 1, batch_size):
@@ -363,6 +478,7 @@ def perturbation_auc(
     batch_size: int = 16,
     seed: int = 0,
     min_resolution: float = MIN_RESOLUTION,
+    box: BoxLike | None = None,
 ) -> dict[str, float]:
     """Deletion (or insertion) curve with its normalised AUC and what the AUC rests on.
 
@@ -387,6 +503,8 @@ def perturbation_auc(
         seed: Tie-breaking between equal map values.
         min_resolution: Smallest ρ in [0, 1] at which the normalised AUC is returned; 0 always
             returns it (except when f(x) = f(b)).
+        box: Content box of the map: only its pixels are deleted / inserted (a share
+            k/n_steps of them at step k); the pad keeps x's values.
 
     Returns:
         ``auc`` (normalised; NaN when unresolved), ``raw_auc``, ``resolution``, ``f_x``,
@@ -399,18 +517,18 @@ def perturbation_auc(
         (0.5, 1.0, 4.0, 0.0)
     """
     return _perturbation_auc(f, x, baseline, attr_map, insert, n_steps, batch_size, seed,
-                             min_resolution, stacklevel=4)
+                             min_resolution, stacklevel=4, box=box)
 
 
 def _perturbation_auc(
     f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, baseline: np.ndarray,
     attr_map: np.ndarray, insert: bool, n_steps: int, batch_size: int, seed: int,
-    min_resolution: float, stacklevel: int,
+    min_resolution: float, stacklevel: int, box: BoxLike | None = None,
 ) -> dict[str, float]:
     if not 0 <= min_resolution <= 1:
         raise ValueError(f"min_resolution must be in [0, 1]; got {min_resolution}.")
     curve, fx, fb = _perturbation_curve(f, x, baseline, attr_map, n_steps, batch_size, insert,
-                                        seed)
+                                        seed, box)
     name = "insertion_auc" if insert else "deletion_auc"
     return {"auc": _normalised_auc(curve, fx, fb, name, min_resolution, stacklevel),
             "raw_auc": float(np.trapezoid(curve, dx=1.0 / (len(curve) - 1))),
@@ -426,6 +544,7 @@ def deletion_auc(
     batch_size: int = 16,
     seed: int = 0,
     min_resolution: float = MIN_RESOLUTION,
+    box: BoxLike | None = None,
 ) -> float:
     """Normalised area under the deletion curve (Petsiuk et al., RISE, arXiv:1806.07421).
 
@@ -444,13 +563,14 @@ def deletion_auc(
         batch_size: Perturbed inputs per call of ``f``.
         seed: Tie-breaking between equal map values.
         min_resolution: See :func:`perturbation_auc`.
+        box: Content box: only its pixels are deleted (see :func:`perturbation_auc`).
 
     Returns:
         The normalised AUC (NaN with a warning when f(x) = f(baseline) or the curve overshoots
         its ends by more than ``min_resolution`` allows).
     """
     return _perturbation_auc(f, x, baseline, attr_map, False, n_steps, batch_size, seed,
-                             min_resolution, stacklevel=4)["auc"]
+                             min_resolution, stacklevel=4, box=box)["auc"]
 
 
 def insertion_auc(
@@ -462,11 +582,13 @@ def insertion_auc(
     batch_size: int = 16,
     seed: int = 0,
     min_resolution: float = MIN_RESOLUTION,
+    box: BoxLike | None = None,
 ) -> float:
     """Normalised area under the insertion curve: the baseline gains x's pixels in map order.
 
     The curve (f(x_k) − f(baseline)) / (f(x) − f(baseline)) runs from 0 to 1; higher is more
-    faithful. Arguments as for :func:`deletion_auc`.
+    faithful. Arguments as for :func:`deletion_auc` (with ``box`` the pad keeps x's values
+    from the start).
     """
     return _perturbation_auc(f, x, baseline, attr_map, True, n_steps, batch_size, seed,
-                             min_resolution, stacklevel=4)["auc"]
+                             min_resolution, stacklevel=4, box=box)["auc"]

@@ -7,7 +7,7 @@ torch.
 
 from __future__ import annotations
 
-from befa_viz.viz._scale import Scale, figure_scales, magnitude_map, shared_vmax
+from befa_viz.viz._scale import Scale, display_shape, figure_scales, magnitude_map, shared_vmax
 from befa_viz.viz.heatmap import grid_figure, heatmap_figure, overlay, pair_figure
 from befa_viz.viz.masks import mask_contact_sheet
 from befa_viz.viz.report import Section, html_report, item_report_figure, save_arrays, save_figure
@@ -16,6 +16,7 @@ from befa_viz.viz.text import token_figure, token_html, token_pair_figure, token
 __all__ = [
     "Scale",
     "Section",
+    "display_shape",
     "figure_scales",
     "grid_figure",
     "heatmap_figure",

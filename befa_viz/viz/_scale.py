@@ -7,6 +7,12 @@ units differ) become comparable. The colour scale runs from 0 to ``vmax``; ``vma
 percentile of the *reference* values (one map, or the union of a pair's maps for a shared scale)
 and larger values saturate. Every figure records the scale of each panel; read it back with
 :func:`figure_scales`.
+
+Padded inputs. An image attribution whose ``params`` carry a ``content_box`` (an encoder in
+``"pad"`` mode placed the photo there, see :mod:`befa_viz.encoders.base`) is drawn on the photo
+alone: image and map are cropped to the box (the pad is never shown, and never enters the
+normalising mean or the percentile scale) and resampled to the photo's own aspect
+(``params["source_size"]``, else the box's), so a 360×540 packshot is drawn upright at 2:3.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ if TYPE_CHECKING:  # viz never imports the attribution package (and torch) at ru
 
     from befa_viz.attribution.result import Attribution
 
-__all__ = ["Scale", "Normalise", "figure_scales", "magnitude_map", "shared_vmax"]
+__all__ = ["Scale", "Normalise", "display_shape", "figure_scales", "magnitude_map",
+           "shared_vmax"]
 
 Normalise = Literal["mean", "none"]
 _NORMALISE = ("mean", "none")
@@ -148,8 +155,85 @@ def _check_vmax(vmax: float | None) -> None:
         raise ConfigError(f"vmax={vmax} must be a finite positive number (or None).")
 
 
+def _content_box(att: Attribution, frame: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """``params["content_box"]`` (given in the values' pixels) in a frame of shape ``frame``."""
+    box = att.params.get("content_box") if att.modality == "image" else None
+    if box is None:
+        return None
+    vh, vw = np.asarray(att.values).shape[:2]
+    try:
+        top, left, h, w = (int(v) for v in box)
+    except (TypeError, ValueError):
+        raise DataError(f"Attribution of item '{att.item_id}' has content_box {box!r}; expected "
+                        "[top, left, height, width].") from None
+    if h < 1 or w < 1 or top < 0 or left < 0 or top + h > vh or left + w > vw:
+        raise DataError(f"Attribution of item '{att.item_id}' has content_box {box!r} outside "
+                        f"its {vh}x{vw} map.")
+    if (vh, vw) == frame:
+        return top, left, h, w
+    fy, fx = frame[0] / vh, frame[1] / vw
+    t, lft = round(top * fy), round(left * fx)
+    return t, lft, max(1, round((top + h) * fy) - t), max(1, round((left + w) * fx) - lft)
+
+
+def _frame(att: Attribution) -> tuple[int, int]:
+    """Shape of the frame a figure draws before cropping: the image's, else the map's."""
+    if att.image is not None:
+        h, w = np.asarray(att.image).shape[:2]
+    else:
+        h, w = np.asarray(att.values).shape[:2]
+    return int(h), int(w)
+
+
+def display_shape(att: Attribution) -> tuple[int, int]:
+    """``(height, width)`` at which figures draw an image attribution.
+
+    The image's (or map's) size; with a ``content_box``, the box resampled to the photo's
+    aspect (``params["source_size"]``): the box's longer side is kept.
+
+    Example:
+        >>> from befa_viz.testing import synthetic_attribution
+        >>> a = synthetic_attribution(0)
+        >>> display_shape(a)
+        (32, 32)
+        >>> a.params.update(content_box=[0, 5, 32, 21], source_size=[540, 360])
+        >>> display_shape(a)
+        (32, 21)
+    """
+    frame = _frame(att)
+    box = _content_box(att, frame)
+    if box is None:
+        return frame
+    h, w = box[2], box[3]
+    size = att.params.get("source_size")
+    if size is not None and len(size) == 2 and min(int(size[0]), int(size[1])) > 0:
+        sh, sw = int(size[0]), int(size[1])
+        if h >= w:
+            w = max(1, round(h * sw / sh))
+        else:
+            h = max(1, round(w * sh / sw))
+    return h, w
+
+
+def _to_display(att: Attribution, m: np.ndarray) -> np.ndarray:
+    """Crop a frame-sized ``[H, W]`` or ``[H, W, C]`` array to the content box and resample it
+    to :func:`display_shape` (the identity without a box)."""
+    box = _content_box(att, (int(m.shape[0]), int(m.shape[1])))
+    if box is None:
+        return m
+    top, left, h, w = box
+    m = m[top: top + h, left: left + w]
+    shape = display_shape(att)
+    if m.ndim == 2:
+        return _resize_bilinear(m, shape)
+    return np.stack([_resize_bilinear(m[..., c], shape) for c in range(m.shape[2])], axis=-1)
+
+
 def image_rgb(att: Attribution) -> np.ndarray | None:
-    """The attribution's image as float RGB in [0, 1] ``[H, W, 3]``, or ``None``."""
+    """The attribution's image as float RGB in [0, 1] ``[H, W, 3]``, or ``None``.
+
+    With a ``content_box`` only the photo is returned, at its own aspect (:func:`display_shape`).
+    """
     if att.image is None:
         return None
     img = np.asarray(att.image)
@@ -162,12 +246,12 @@ def image_rgb(att: Attribution) -> np.ndarray | None:
                         "[H, W], [H, W, 3] or [H, W, 4].")
     img = img[..., :3]
     if np.issubdtype(img.dtype, np.integer):
-        return img.astype(np.float64) / 255.0
+        return np.clip(_to_display(att, img.astype(np.float64) / 255.0), 0, 1)
     img = img.astype(np.float64)
     if img.min() < 0 or img.max() > 1:
         raise DataError(f"Float image of item '{att.item_id}' has values in "
                         f"[{img.min():.3g}, {img.max():.3g}]; expected [0, 1] (or uint8).")
-    return img
+    return np.clip(_to_display(att, img), 0, 1)
 
 
 def _resize_bilinear(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -184,7 +268,9 @@ def magnitude_map(att: Attribution, *, normalise: Normalise = "mean") -> np.ndar
     """The non-negative map a figure shows for an attribution.
 
     Image maps smaller (or larger) than the image, such as a patch grid, are resized
-    bilinearly to the image size before normalising; text maps stay one value per token.
+    bilinearly to the image size before normalising; text maps stay one value per token. With a
+    ``content_box`` the map is then cropped to the photo and resampled to its aspect
+    (:func:`display_shape`), so the pad never enters the mean.
 
     Args:
         att: Image or text attribution.
@@ -192,8 +278,8 @@ def magnitude_map(att: Attribution, *, normalise: Normalise = "mean") -> np.ndar
             different targets are comparable); ``"none"`` keeps the raw magnitudes.
 
     Returns:
-        ``float64 [H, W]`` for images (at the image size when the attribution has an image),
-        ``[T]`` for text. An all-zero map stays zero and warns.
+        ``float64 [H, W]`` for images (at the image size when the attribution has an image;
+        at :func:`display_shape` with a content box), ``[T]`` for text. An all-zero map stays zero and warns.
 
     Example:
         >>> import numpy as np
@@ -210,6 +296,8 @@ def magnitude_map(att: Attribution, *, normalise: Normalise = "mean") -> np.ndar
         h, w = np.asarray(att.image).shape[:2]
         # Resize magnitudes, not signed values: interpolating signs would cancel at edges.
         mag = np.clip(_resize_bilinear(mag, (h, w)), 0, None)
+    if att.modality == "image":
+        mag = np.clip(_to_display(att, mag), 0, None)
     mean = mag.mean()
     if mean == 0:
         warnings.warn(f"Attribution of item '{att.item_id}' ({att.method}, {att.target}) is all "

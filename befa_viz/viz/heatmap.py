@@ -1,7 +1,8 @@
 """Image heatmaps: overlays, single maps, shared-scale without/with-adapter pairs and grids.
 
 All figures show magnitudes ``|values|`` (see :mod:`befa_viz.viz._scale` for the
-normalisation), blended over the image: a pixel's heat colour is drawn with opacity
+normalisation), blended over the image (a padded input's photo only, at its own aspect: see
+:mod:`befa_viz.viz._scale`): a pixel's heat colour is drawn with opacity
 ``alpha * min(value / vmax, 1)``, so zero attribution leaves the base image unchanged and values
 at or above ``vmax`` are drawn at opacity ``alpha``. The base is the image's luminance
 (``base="grey"``, so heat colours never mix with the image's own colours) or the image itself
@@ -29,6 +30,7 @@ from befa_viz.viz._scale import (
     _check_vmax,
     _record,
     _vmax_of,
+    display_shape,
     image_rgb,
     magnitude_map,
 )
@@ -159,7 +161,8 @@ def overlay(
         base: ``"grey"`` or ``"colour"``.
 
     Returns:
-        ``uint8 [H, W, 3]`` RGB array.
+        ``uint8 [H, W, 3]`` RGB array; with a ``content_box`` the photo alone at its aspect
+        (:func:`~befa_viz.viz._scale.display_shape`).
 
     Raises:
         DataError: If the attribution is not an image attribution or has no image.
@@ -217,10 +220,8 @@ def _unit_label(normalise: str) -> str:
 
 
 def _panel_size(att: Attribution | None, width: float, max_h: float) -> tuple[float, float]:
-    if att is None or att.image is None:
-        h, w = (np.asarray(att.values).shape if att is not None else (1, 1))
-    else:
-        h, w = np.asarray(att.image).shape[:2]
+    # the photo's aspect: a padded input is drawn without its pad (see viz._scale)
+    h, w = display_shape(att) if att is not None else (1, 1)
     aspect = h / w
     pw, ph = width, width * aspect
     if ph > max_h:

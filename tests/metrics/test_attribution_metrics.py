@@ -183,3 +183,106 @@ def test_auc_is_nan_not_wild_when_the_curve_overshoots_a_tiny_span():
     assert r["resolution"] == pytest.approx(1.0) and 0.85 < r["auc"] <= 1.0
     with pytest.raises(ValueError, match="min_resolution"):
         perturbation_auc(g, xp, 0.0, reg.astype(float), min_resolution=2.0)
+
+
+# ---- content box: the pad of a padded (portrait) input is excluded from every score ---------
+
+
+def _padded(size: int = 12, box: tuple[int, int, int, int] = (0, 3, 12, 6)) -> tuple:
+    """A map of a portrait photo padded left and right; the garment mask inside the box."""
+    top, left, h, w = box
+    mask = np.zeros((size, size), bool)
+    mask[top + 3: top + 9, left + 1: left + 5] = True
+    return box, mask
+
+
+def test_all_mass_in_the_pad_scores_as_an_all_zero_map():
+    from befa_viz.metrics import crop_box
+
+    box, mask = _padded()
+    in_pad = np.zeros((12, 12))
+    in_pad[:, :3] = 5.0  # everything in the left pad
+    zero = np.zeros((12, 12))
+    with pytest.warns(UserWarning, match="undefined"):
+        assert np.isnan(drift(in_pad, mask, box=box))
+    with pytest.warns(UserWarning, match="undefined"):
+        assert np.isnan(omission(in_pad, mask, box=box))
+    assert np.isnan(mass_in_mask(in_pad, mask, box=box))
+    assert np.isnan(mass_in_mask(zero, mask, box=box))
+    assert pointing_game(in_pad, mask, box=box) == pointing_game(zero, mask, box=box)
+    assert np.isnan(spearman(in_pad, mask.astype(float), box=box))
+    assert crop_box(in_pad, box).sum() == 0
+    # without the box the pad mass is scored (as drift), which is what the box prevents
+    assert drift(in_pad, mask) == 1.0
+
+
+def test_pad_mass_does_not_change_the_scores_of_the_photo():
+    box, mask = _padded()
+    a = np.zeros((12, 12))
+    a[mask] = 1.0
+    a[2, 4] = 0.5  # a little drift inside the photo
+    noisy = a.copy()
+    noisy[:, :3] = 100.0  # huge mass in the pads
+    noisy[:, 9:] = 100.0
+    for fn in (drift, omission):
+        assert fn(noisy, mask, box=box) == fn(a, mask, box=box)
+    assert mass_in_mask(noisy, mask, box=box) == pytest.approx(mass_in_mask(a, mask))
+    assert pointing_game(noisy, mask, box=box)
+    assert not pointing_game(noisy, mask)  # the pad wins without the box
+    assert drift_omission(noisy, mask, box=box) == drift_omission(a, mask)
+    ctrl = np.ones((12, 12))
+    assert localisation_margin(noisy, mask, [ctrl], box=box) == pytest.approx(
+        mass_in_mask(a, mask) - mask[:, 3:9].mean())
+
+
+def test_box_outside_the_map_is_an_error():
+    _, mask = _padded()
+    with pytest.raises(ValueError, match="does not lie inside"):
+        drift(np.ones((12, 12)), mask, box=(0, 8, 12, 6))
+    with pytest.raises(ValueError, match="top, left, height, width"):
+        mass_in_mask(np.ones((12, 12)), mask, box=(0, 3, 12))
+
+
+def test_perturbation_curves_move_only_the_photo():
+    box, mask = _padded()
+    top, left, h, w = box
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 12, 12))
+    seen: list[np.ndarray] = []
+
+    def f(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch.copy())
+        return batch[:, :, :, left: left + w].reshape(len(batch), -1).sum(axis=1)
+
+    in_pad = np.zeros((12, 12))
+    in_pad[:, :3] = 1.0
+    d_pad = perturbation_auc(f, x, 0.0, in_pad, n_steps=6, box=box)
+    pads = np.concatenate([b[..., :left] for b in seen] + [b[..., left + w:] for b in seen],
+                          axis=-1)
+    assert np.allclose(pads, np.concatenate([x[..., :left], x[..., left + w:]], axis=-1))
+    # all mass in the pad orders the photo's pixels as an all-zero map does
+    assert d_pad == perturbation_auc(f, x, 0.0, np.zeros((12, 12)), n_steps=6, box=box)
+    # the photo is deleted fully at the last step (the curve's ends are f(x) and f(photo → b))
+    assert d_pad["f_baseline"] == pytest.approx(0.0)
+    good = np.where(mask, 1.0, 0.0) + x.sum(axis=0) * 1e-3
+    ins = perturbation_auc(f, x, 0.0, good, insert=True, n_steps=6, box=box)
+    assert ins["f_x"] == pytest.approx(f(x[None])[0])
+    assert deletion_auc(f, x, 0.0, good, n_steps=6, box=box) < 0.5 < \
+        insertion_auc(f, x, 0.0, good, n_steps=6, box=box)
+
+
+def test_fit_to_box_places_a_photo_mask_in_the_padded_map():
+    from befa_viz.metrics import fit_to_box
+
+    photo = np.zeros((54, 36), bool)  # a 36x54 portrait's garment mask at the photo's size
+    photo[10:40, 9:27] = True
+    m = fit_to_box(photo, (32, 32), (0, 5, 32, 21))
+    assert m.dtype == bool and m.shape == (32, 32)
+    assert not m[:, :5].any() and not m[:, 26:].any()  # nothing on the pad
+    assert np.array_equal(m[:, 5:26], resize_map(photo, (32, 21)))
+    cont = fit_to_box(photo.astype(float), (32, 32), (0, 5, 32, 21))
+    assert cont.dtype == np.float64 and cont[:, :5].sum() == 0
+    # no box (or the whole map): a plain resize, as before
+    assert np.array_equal(fit_to_box(photo, (32, 32)), resize_map(photo, (32, 32)))
+    assert np.array_equal(fit_to_box(photo, (32, 32), (0, 0, 32, 32)),
+                          resize_map(photo, (32, 32)))

@@ -197,3 +197,47 @@ def test_viz_imports_neither_torch_nor_pyplot():
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ---- padded portrait inputs: drawn on the photo alone, at its own aspect ---------------------
+
+
+def _padded_attribution(source=(540, 360)) -> Attribution:
+    """A 32x32 map of a portrait padded into its content box [0, 5, 32, 21]; hot pad."""
+    img = np.full((32, 32, 3), 200, np.uint8)
+    img[:, 5:26] = 90  # the photo
+    values = np.ones((32, 32))
+    values[:, :5] = 1e3  # the pad: huge values that must neither show nor set the scale
+    values[:, 26:] = 1e3
+    values[10:20, 10:20] = 4.0
+    params = {"content_box": [0, 5, 32, 21], "resize": "pad"}
+    if source is not None:
+        params["source_size"] = list(source)
+    return Attribution("p1", "image", "synthetic", "t", values, image=img, params=params)
+
+
+def test_overlay_of_a_padded_input_has_the_photo_aspect_and_no_pad():
+    from befa_viz.viz import display_shape
+
+    a = _padded_attribution()
+    assert display_shape(a) == (32, 21)  # 540x360 → 2:3
+    out = overlay(a, base="colour")
+    assert out.shape == (32, 21, 3)
+    m = magnitude_map(a, normalise="none")
+    assert m.shape == (32, 21) and m.max() == pytest.approx(4.0)  # the pad's 1e3 is gone
+    assert magnitude_map(a).mean() == pytest.approx(1.0)  # normalised over the photo only
+    # an unpadded (square) attribution is drawn as before
+    sq = synth(0)
+    assert overlay(sq).shape == (32, 32, 3) and display_shape(sq) == (32, 32)
+
+
+def test_padded_panel_follows_the_source_aspect_and_a_bad_box_is_named():
+    a = _padded_attribution(source=(60, 30))  # 1:2 photo, box 32x21 → resampled to 32x16
+    assert overlay(a).shape == (32, 16, 3)
+    fig = heatmap_figure(a)
+    heat = [ax for ax in fig.axes if ax.images and not hasattr(ax, "_colorbar")]
+    assert heat and all(ax.images[0].get_array().shape[:2] == (32, 16) for ax in heat)
+    bad = _padded_attribution()
+    bad.params["content_box"] = [0, 20, 32, 21]
+    with pytest.raises(DataError, match="p1.*content_box"):
+        overlay(bad)
