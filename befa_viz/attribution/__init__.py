@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from befa_viz.attribution import ig as _ig  # noqa: F401  (registers the IG variants)
 from befa_viz.attribution.explain import explain, explain_pair, prepare_inputs
 from befa_viz.attribution.methods import (
     ATTRIBUTIONS,
