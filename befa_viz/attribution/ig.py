@@ -33,7 +33,6 @@ carries ``params["converged"] = False`` (and a warning). An integer fixes the co
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from typing import cast
 
@@ -42,6 +41,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from befa_viz.attribution._steps import (
+    DEFAULT_N_STEPS,
+    MAX_STEPS,
+    STEP_TOL,
+    StepRun,
+    adaptive_steps,
+    check_schedule,
+    completeness_scale,
+    finish_steps,
+    relative_delta,
+)
 from befa_viz.attribution.methods import (
     _baseline_name,
     _blur,
@@ -53,7 +63,6 @@ from befa_viz.attribution.methods import (
     _image_setup,
     _layer_grid,
     _layer_name,
-    _outside_stacklevel,
     _register,
     _upsample,
     _values,
@@ -64,88 +73,8 @@ from befa_viz.errors import ConfigError, MissingDependencyError
 
 __all__ = ["DEFAULT_N_STEPS", "MAX_STEPS", "STEP_TOL", "completeness_scale", "relative_delta"]
 
-#: First step count of the adaptive schedule (and the one default step count everywhere).
-DEFAULT_N_STEPS = 16
-#: Cap of the adaptive schedule.
-MAX_STEPS = 128
-#: Adaptive schedule stops once |delta| ≤ STEP_TOL · |f(x) − f(b)|.
-STEP_TOL = 0.05
-
-# One item's run: (attr [k, ...], delta [k], f(x) [k], f(b) [k]) for item positions ``idx``.
-_Run = Callable[[torch.Tensor, int], tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]]
-
-
-def completeness_scale(fx: np.ndarray, fb: np.ndarray) -> np.ndarray:
-    """The size |f(x) − f(b)| a completeness error is compared with (floored, never 0)."""
-    fx, fb = np.asarray(fx, dtype=np.float64), np.asarray(fb, dtype=np.float64)
-    return np.maximum(np.abs(fx - fb), np.maximum(1e-3 * np.maximum(np.abs(fx), np.abs(fb)),
-                                                  1e-6))
-
-
-def relative_delta(delta: float | None, fx: float | None, fb: float | None) -> float | None:
-    """|delta| / |f(x) − f(b)| of one map (``None`` when a value is missing).
-
-    Example:
-        >>> relative_delta(0.1, 2.0, 1.0)
-        0.1
-    """
-    if delta is None or fx is None or fb is None:
-        return None
-    return float(abs(delta) / completeness_scale(np.array([fx]), np.array([fb]))[0])
-
-
-def _check_schedule(n_steps: int | None, max_steps: int, tol: float) -> None:
-    if n_steps is not None and int(n_steps) < 1:
-        raise ConfigError(f"n_steps must be >= 1 or None (adaptive); got {n_steps}.")
-    if int(max_steps) < DEFAULT_N_STEPS:
-        raise ConfigError(f"max_steps must be >= {DEFAULT_N_STEPS}; got {max_steps}.")
-    if not tol > 0:
-        raise ConfigError(f"tol must be > 0; got {tol}.")
-
-
-def _adaptive(run: _Run, n: int, n_steps: int | None, max_steps: int, tol: float,
-              device: torch.device
-              ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Run ``run`` per item with the fewest doubled step counts meeting the tolerance.
-
-    Returns attributions, delta, f(x), f(b) and the step count used, per item.
-    """
-    steps = int(n_steps) if n_steps is not None else DEFAULT_N_STEPS
-    cap = steps if n_steps is not None else int(max_steps)
-    pending = np.arange(n)
-    out_a: dict[int, torch.Tensor] = {}
-    delta, fx, fb = np.zeros(n), np.zeros(n), np.zeros(n)
-    used = np.zeros(n, dtype=np.int64)
-    while pending.size:
-        a, d, x1, b1 = run(torch.as_tensor(pending, device=device), steps)
-        rel = np.abs(d) / completeness_scale(x1, b1)
-        for j, i in enumerate(pending.tolist()):
-            out_a[i], delta[i], fx[i], fb[i], used[i] = a[j], d[j], x1[j], b1[j], steps
-        if steps >= cap:
-            break
-        pending = pending[rel > tol]
-        steps = min(2 * steps, cap)
-    return torch.stack([out_a[i] for i in range(n)]), delta, fx, fb, used
-
-
-def _finish(res: list[Attribution], used: np.ndarray, delta: np.ndarray, fx: np.ndarray,
-            fb: np.ndarray, tol: float, adaptive: bool, name: str) -> list[Attribution]:
-    rel = np.abs(delta) / completeness_scale(fx, fb)
-    for r, s, e in zip(res, used.tolist(), rel.tolist(), strict=True):
-        r.params.update(n_steps=int(s), relative_delta=float(e), adaptive_steps=adaptive,
-                        step_tol=float(tol), converged=bool(e <= tol))
-    bad = [r.item_id for r, e in zip(res, rel.tolist(), strict=True) if e > tol]
-    if bad:
-        warnings.warn(
-            f"{name}: completeness error above {tol:.0%} of |f(x) - f(baseline)| for "
-            f"{len(bad)} of {len(res)} items (first {bad[0]!r}, "
-            f"{float(rel.max()):.0%}) at {int(used.max())} steps; raise max_steps, or treat "
-            f"those maps as approximate.", stacklevel=_outside_stacklevel())
-    return res
-
-
 def _pixel_ig_run(encoder: nn.Module, target: AttributionTarget, pixels: torch.Tensor,
-                  base: torch.Tensor, ibs: int) -> _Run:
+                  base: torch.Tensor, ibs: int) -> StepRun:
     """Captum IG over pixels for a subset of items, rows kept (summed over channels)."""
     ca = _captum()
     f = _image_forward(encoder, target)
@@ -231,7 +160,7 @@ def expected_gradients(
     Returns:
         One attribution per input; ``delta`` is the completeness error of the mean.
     """
-    _check_schedule(n_steps, max_steps, tol)
+    check_schedule(n_steps, max_steps, tol)
     ibs = _check_ibs(internal_batch_size)
     ca = _captum()
     pixels, ids, _ = _image_setup(encoder, inputs, item_ids, "black", None, None)
@@ -258,14 +187,14 @@ def expected_gradients(
             fbs.append(fb[0])
         return torch.stack(attrs), np.array(ds), np.array(fxs), np.array(fbs)
 
-    attr, delta, fx, fb, used = _adaptive(run, len(ids), n_steps, max_steps, tol, pixels.device)
+    attr, delta, fx, fb, used = adaptive_steps(run, len(ids), n_steps, max_steps, tol, pixels.device)
     ref_name = references if isinstance(references, str) else "tensor"
     params = {"method": "ig_expected", "references": ref_name,
               "n_references": int(n_references), "baseline": f"distribution:{ref_name}",
               "seed": int(seed), "encoder": getattr(encoder, "key", "")}
     res = _image_results(pixels, attr, ids, "ig_expected", target, params, delta=delta, fx=fx,
                          fb=fb)
-    return _finish(res, used, delta, fx, fb, tol, n_steps is None, "ig_expected")
+    return finish_steps(res, used, delta, fx, fb, tol, n_steps is None, "ig_expected")
 
 
 # -- blur IG -----------------------------------------------------------------------------------
@@ -305,7 +234,7 @@ def blur_path_ig(
     Returns:
         One attribution per input, completeness error of the whole path in ``delta``.
     """
-    _check_schedule(n_steps, max_steps, tol)
+    check_schedule(n_steps, max_steps, tol)
     ibs = _check_ibs(internal_batch_size)
     if int(n_segments) < 1:
         raise ConfigError(f"n_segments must be >= 1; got {n_segments}.")
@@ -339,12 +268,12 @@ def blur_path_ig(
         d = a.flatten(1).sum(1).double().cpu().numpy() - (fx - fb)
         return a.sum(1), d, fx, fb
 
-    attr, delta, fx, fb, used = _adaptive(run, len(ids), n_steps, max_steps, tol, pixels.device)
+    attr, delta, fx, fb, used = adaptive_steps(run, len(ids), n_steps, max_steps, tol, pixels.device)
     params = {"method": "ig_blur_path", "max_sigma": smax, "n_segments": k,
               "baseline": f"blur_path:{smax:g}", "encoder": getattr(encoder, "key", "")}
     res = _image_results(pixels, attr, ids, "ig_blur_path", target, params, delta=delta, fx=fx,
                          fb=fb)
-    return _finish(res, used, delta, fx, fb, tol, n_steps is None, "ig_blur_path")
+    return finish_steps(res, used, delta, fx, fb, tol, n_steps is None, "ig_blur_path")
 
 
 # -- region IG ---------------------------------------------------------------------------------
@@ -414,11 +343,11 @@ def region_ig(
         One attribution per input; ``extras["segments"]`` holds the labels and
         ``extras["region_values"]`` the totals per label.
     """
-    _check_schedule(n_steps, max_steps, tol)
+    check_schedule(n_steps, max_steps, tol)
     ibs = _check_ibs(internal_batch_size)
     pixels, ids, base = _image_setup(encoder, inputs, item_ids, baseline, blur_sigma, mean_pixel)
     run = _pixel_ig_run(encoder, target, pixels, base, ibs)
-    attr, delta, fx, fb, used = _adaptive(run, len(ids), n_steps, max_steps, tol, pixels.device)
+    attr, delta, fx, fb, used = adaptive_steps(run, len(ids), n_steps, max_steps, tol, pixels.device)
     maps, labels, totals = [], [], []
     for b in range(len(ids)):
         img = (pixels[b].detach().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu()
@@ -436,7 +365,7 @@ def region_ig(
     for r, lab, tot in zip(res, labels, totals, strict=True):
         r.extras["segments"] = lab.cpu().numpy().astype(np.int32)
         r.extras["region_values"] = tot.detach().float().cpu().numpy()
-    return _finish(res, used, delta, fx, fb, tol, n_steps is None, "ig_region")
+    return finish_steps(res, used, delta, fx, fb, tol, n_steps is None, "ig_region")
 
 
 # -- IG of the per-location similarity target --------------------------------------------------
@@ -506,7 +435,7 @@ def similarity_ig(
         One attribution per input, completeness error (at the layer) in ``delta``;
         ``params["target_value"]`` is s(x).
     """
-    _check_schedule(n_steps, max_steps, tol)
+    check_schedule(n_steps, max_steps, tol)
     ibs = _check_ibs(internal_batch_size)
     ca = _captum()
     pixels, ids, base = _image_setup(encoder, inputs, item_ids, baseline, blur_sigma, mean_pixel)
@@ -528,7 +457,7 @@ def similarity_ig(
         d = g.flatten(1).sum(1).double().cpu().numpy() - (fx - fb)
         return g, d, fx, fb
 
-    layer_map, delta, fx, fb, used = _adaptive(run, len(ids), n_steps, max_steps, tol,
+    layer_map, delta, fx, fb, used = adaptive_steps(run, len(ids), n_steps, max_steps, tol,
                                                pixels.device)
     params = {"method": "ig_similarity", "baseline": _baseline_name(baseline),
               "blur_sigma": blur_sigma, "layer": _layer_name(encoder, layer),
@@ -536,4 +465,4 @@ def similarity_ig(
     res = _image_results(pixels, _upsample(layer_map, tuple(pixels.shape[-2:])), ids,
                          "ig_similarity", target, params, delta=delta, fx=fx, fb=fb,
                          extras={"layer_map": layer_map})
-    return _finish(res, used, delta, fx, fb, tol, n_steps is None, "ig_similarity")
+    return finish_steps(res, used, delta, fx, fb, tol, n_steps is None, "ig_similarity")
