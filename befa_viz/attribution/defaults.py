@@ -70,8 +70,9 @@ class MethodDefault:
 
 def workspace_defaults_path(workspace: str | os.PathLike[str]) -> Path:
     """``<workspace>/defaults/attribution.json``."""
-    root = getattr(workspace, "root", workspace)
-    return Path(root) / "defaults" / "attribution.json"
+    from befa_viz.workspace import Workspace
+
+    return Workspace(workspace).root / "defaults" / "attribution.json"
 
 
 def read_defaults(path: str | os.PathLike[str]) -> dict[str, Any]:
