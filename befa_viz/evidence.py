@@ -15,7 +15,6 @@ clears the bar, the best row by margin, marked as not passing.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -112,7 +111,7 @@ def choose_default(ranked: Any, meta: dict[str, Any] | None = None) -> MethodDef
 
 
 def record_defaults(result: Any, encoder_key: str, *,
-                    workspace: str | os.PathLike[str] | None = None, alpha: float = 0.01,
+                    workspace: Any = None, alpha: float = 0.01,
                     min_items: int = 24, command: str = "") -> tuple[MethodDefault, Any]:
     """Rank a benchmark result and write the winner to the workspace's defaults file.
 

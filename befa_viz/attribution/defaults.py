@@ -19,10 +19,13 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from befa_viz.attribution._steps import DEFAULT_N_STEPS
 from befa_viz.errors import DataError
+
+if TYPE_CHECKING:
+    from befa_viz.workspace import Workspace
 
 __all__ = ["PACKAGE_DEFAULTS", "MethodDefault", "default_method", "read_defaults",
            "workspace_defaults_path", "write_defaults"]
@@ -68,7 +71,7 @@ class MethodDefault:
         return asdict(self)
 
 
-def workspace_defaults_path(workspace: str | os.PathLike[str]) -> Path:
+def workspace_defaults_path(workspace: Workspace | str | os.PathLike[str]) -> Path:
     """``<workspace>/defaults/attribution.json``."""
     from befa_viz.workspace import Workspace
 
@@ -116,7 +119,8 @@ def _entry(d: dict[str, Any], source: str) -> MethodDefault:
 
 
 def default_method(encoder_key: str | None = None, *,
-                   workspace: str | os.PathLike[str] | None = None) -> MethodDefault:
+                   workspace: Workspace | str | os.PathLike[str] | None = None
+                   ) -> MethodDefault:
     """The evidence-chosen attribution recipe for an encoder.
 
     A workspace's ``defaults/attribution.json`` (written by ``befa-viz benchmark``) wins over

@@ -32,6 +32,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from befa_viz.attribution.result import Attribution
+    from befa_viz.workspace import Workspace
 
 __all__ = ["COMPLETENESS_WARN", "MIN_TARGET_CHANGE", "Verdict", "benchmark_verdicts",
            "map_verdict", "pair_ratio", "unscored_reason"]
@@ -163,7 +164,7 @@ def _target_key(att: Attribution) -> str:
     return "content_score" if att.target == "adapted_alignment" else att.target
 
 
-def benchmark_verdicts(workspace: str | os.PathLike[str], dataset: str
+def benchmark_verdicts(workspace: Workspace | str | os.PathLike[str], dataset: str
                        ) -> dict[tuple[str, str, str], dict[str, Any]] | None:
     """The newest benchmark table of ``dataset`` in a workspace, keyed by (variant, method,
     target); ``None`` if the dataset was never benchmarked.
