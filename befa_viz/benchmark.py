@@ -588,8 +588,8 @@ def _method_options(method: str, modality: str, n_steps: int, baseline: str | No
                           f"choose among {', '.join(ok)}.")
     accepted = inspect.signature(ATTRIBUTIONS.get(method)).parameters
     opts: dict[str, Any] = {}
-    if "n_steps" in accepted:
-        opts["n_steps"] = int(n_steps)
+    if "n_steps" in accepted and accepted["n_steps"].default is not None:
+        opts["n_steps"] = int(n_steps)  # methods whose default is None choose their own count
     if "baseline" in accepted:
         opts["baseline"] = baseline or ("blur" if modality == "image" else "pad")
     bad = [k for k in extra if k not in accepted]

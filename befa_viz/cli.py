@@ -555,10 +555,15 @@ def heatmap_cmd(
                                metavar="TARGET",
                                help="What is explained (targets registry; default "
                                     "content_score, or user_score with --user)."),
-    method: str = typer.Option("ig", "--method", "-m",
+    method: str = typer.Option(None, "--method", "-m",
                                parser=_registry_parser("method", _method_names),
-                               metavar="METHOD", help="Attribution method (methods registry)."),
-    steps: int = typer.Option(32, "--steps", help="Integration steps (path methods)."),
+                               metavar="METHOD",
+                               help="Attribution method (methods registry; default: the one "
+                                    "the benchmark chose for the encoder, see "
+                                    "befa_viz.attribution.default_method)."),
+    steps: int = typer.Option(None, "--steps",
+                              help="Integration steps (path methods; default: the chosen "
+                                   "recipe's, or chosen per item by the completeness error)."),
     baseline: str = typer.Option(
         None, "--baseline", parser=_choice("baseline", ("black", "white", "blur", "mean", "pad")),
         metavar="black|white|blur|mean|pad",
@@ -611,6 +616,9 @@ def heatmap_cmd(
     typer.echo(f"{first.modality}: target {p['target']}, method {p['method']} ({steps_txt}"
                f"{base_txt}encoder {p['encoder']}); drift/omission vs the "
                f"{first.relevance['source'].replace('_', '-')} map (q={p['q']})")
+    if p.get("default_from"):
+        typer.echo(f"method and target: the default for {p['encoder']} "
+                   f"(from {p['default_from']}; befa_viz.attribution.default_method)")
     gate = first.gate.get("with", {})
     if "mean" in gate:
         typer.echo(f"BeFA gate ({first.modality}): run mean {gate['mean']:.3f}, std "
@@ -660,7 +668,7 @@ def benchmark_cmd(
     items_expensive: int = typer.Option(None, "--items-expensive", min=1,
                                         help="Items for path methods and occlusion (6)."),
     text_items: int = typer.Option(None, "--text-items", min=1, help="Text items (8)."),
-    steps: int = typer.Option(None, "--steps", min=1, help="Integration steps (16)."),
+    steps: int = typer.Option(None, "--steps", help="Integration steps (16)."),
     seed: int = typer.Option(None, "--seed", help="Seed of random targets and maps (0)."),
     out: Path = typer.Option(None, "--out", "-o", help="Report folder (default "
                              "<workspace>/reports/benchmark-<dataset>-<key>)."),

@@ -1326,7 +1326,24 @@ def _dataset_mean_pixel(ds: Any, encoder: Any) -> list[float]:
     return list(_MEAN_PIXELS.put(key, tuple(round(float(v), 6) for v in mean)))
 
 
-def _method_options(method: str, modality: str, n_steps: int, baseline: str | None,
+def _default_recipe(ws: Workspace, run: Any, modality: str, target: str | None,
+                    baseline: str | None, n_steps: int | None, user: str | None
+                    ) -> tuple[str, str | None, str | None, int | None, Any]:
+    """Method, target, baseline and steps from the evidence-chosen default of the run's
+    encoder (text keeps ``ig``: the shop benchmark ranks image methods only)."""
+    from befa_viz.attribution.defaults import default_method
+
+    if modality != "image":
+        return "ig", target, baseline, n_steps, None
+    key = str(getattr(run.features[modality], "encoder_key", "") or "") or None
+    rec = default_method(key, workspace=ws)
+    log.info("default attribution for %s: %s / %s (%s; passes its controls: %s)", key,
+             rec.method, rec.target, rec.source, rec.passes)
+    return (rec.method, target or (None if user is not None else rec.target),
+            baseline or rec.baseline, n_steps if n_steps is not None else rec.n_steps, rec)
+
+
+def _method_options(method: str, modality: str, n_steps: int | None, baseline: str | None,
                     ds: Any, encoder: Any) -> dict[str, Any]:
     """The method's options from the common knobs; knobs it does not take are left out."""
     import inspect
@@ -1338,10 +1355,15 @@ def _method_options(method: str, modality: str, n_steps: int, baseline: str | No
         ok = [m for m in ATTRIBUTIONS.names() if modality in method_modalities(m)]
         raise ConfigError(f"Method {method!r} does not support the {modality} modality; "
                           f"choose one of {', '.join(ok)}.")
+    from befa_viz.attribution.ig import DEFAULT_N_STEPS
+
     accepted = inspect.signature(ATTRIBUTIONS.get(method)).parameters
     opts: dict[str, Any] = {}
     if "n_steps" in accepted:
-        opts["n_steps"] = int(n_steps)
+        if n_steps is not None:
+            opts["n_steps"] = int(n_steps)
+        elif accepted["n_steps"].default is not None:  # else: the method's adaptive schedule
+            opts["n_steps"] = DEFAULT_N_STEPS
     if "baseline" in accepted:
         opts["baseline"] = baseline or DEFAULT_BASELINES[modality]
         if opts["baseline"] == "mean" and modality == "image":
@@ -1591,7 +1613,13 @@ def _variant_scores(job: _Job, variant: str, item: int, target: str, att: Any,
     never reruns the curves.
     """
     from befa_viz.attribution.cache import array_digest, attribution_digest
+    from befa_viz.viz.verdict import unscored_reason
 
+    reason = unscored_reason(att)
+    if reason is not None:  # numbers from such a map would look like evidence: the reason
+        empty = {k: None for k in ("drift", "omission", "deletion_auc", "insertion_auc")}
+        return {**empty, **({"mass_in_mask": None} if is_mask else {}), "q": float(q),
+                "delta": _num(att.delta), "unscored": reason}, False
     key = _key(job, job.runs[variant], item, target, job.options) if job.use_cache else None
     digest = attribution_digest(att) if job.use_cache else ""
 
@@ -1670,8 +1698,8 @@ def explain_items(
     run: Any = None,
     modality: str = "image",
     target: str | None = None,
-    method: str = "ig",
-    n_steps: int = 32,
+    method: str | None = None,
+    n_steps: int | None = None,
     baseline: str | None = None,
     user: str | None = None,
     compare_adapter: bool = True,
@@ -1748,20 +1776,25 @@ def explain_items(
         raise ConfigError("Give item ids or top_drift=N (not both, not neither).")
     if top_drift is not None and int(top_drift) < 1:
         raise ConfigError(f"top_drift must be >= 1; got {top_drift}.")
-    if int(n_steps) < 1:
+    if n_steps is not None and int(n_steps) < 1:
         raise ConfigError(f"n_steps (--steps) must be >= 1; got {n_steps}.")
     if modality not in DEFAULT_BASELINES:
         raise ConfigError(f"modality must be 'image' or 'text'; got {modality!r}.")
     if int(batch_size) < 1:
         raise ConfigError(f"batch_size must be >= 1; got {batch_size}.")
+    if method is not None:
+        ATTRIBUTIONS.get(method)
+    ws = _attr_ws(workspace)
+    main_run = resolve_attribution_run(ws, run, modality)
+    recipe = None
+    if method is None:  # the evidence-chosen default (befa_viz.attribution.default_method)
+        method, target, baseline, n_steps, recipe = _default_recipe(
+            ws, main_run, modality, target, baseline, n_steps, user)
     target = target or ("user_score" if user is not None else DEFAULT_TARGET)
     TARGETS.get(target)
-    ATTRIBUTIONS.get(method)
     if user is not None and target != "user_score":
         raise ConfigError(f"A user was given but target {target!r} does not use one; use "
                           "target 'user_score' (--target user_score) or drop --user.")
-    ws = _attr_ws(workspace)
-    main_run = resolve_attribution_run(ws, run, modality)
     runs = {_variant_of(main_run): main_run}
     if compare_adapter:
         pair_dir = _find_paired_dir(ws, main_run)
@@ -1865,6 +1898,9 @@ def explain_items(
 
     text_field = (main_run.features[modality].manifest.get("policies") or {}).get(
         "text_field", "text") if modality == "text" else None
+    from befa_viz.viz.verdict import benchmark_verdicts, map_verdict
+
+    bench = benchmark_verdicts(ws, ds.name) if modality == "image" else None
     out: list[ItemExplanation] = []
     for j, i in enumerate(idx):
         iid = ds.catalog.item_ids[i]
@@ -1903,6 +1939,11 @@ def explain_items(
                        "passes": bool(rep.item_passes[j]),
                        "method_passes": bool(rep.passes), "max_rho": rep.max_rho}
                    for v, rep in sanity_out.items()}
+        for v in runs:  # every map carries its verdict (figures read params["verdict"])
+            verdict = map_verdict(maps[v][j], benchmark=bench,
+                                  sanity=None if san is None else san.get(v))
+            maps[v][j].params["verdict"] = verdict.to_dict()
+            scores[v]["verdict"] = verdict.label()
         out.append(ItemExplanation(
             item_id=iid, item_idx=int(i), modality=modality,
             item=_item_meta(ds, i, int(train_users[i])),
@@ -1910,6 +1951,7 @@ def explain_items(
             runs={v: r.name for v, r in runs.items()},
             gate={v: _item_gate(r, modality, i) for v, r in runs.items()},
             params={"target": target, "method": method, **options, "run": main_run.name,
+                    "default_from": None if recipe is None else recipe.source,
                     "variant": _variant_of(main_run),
                     "user": user, "seed": seed, "encoder": encoder.key,
                     "encoder_fingerprint": encoder.fingerprint(), "dataset": ds.name,
@@ -1933,8 +1975,8 @@ def explain_item(
     run: Any = None,
     modality: str = "image",
     target: str | None = None,
-    method: str = "ig",
-    n_steps: int = 32,
+    method: str | None = None,
+    n_steps: int | None = None,
     baseline: str | None = None,
     user: str | None = None,
     compare_adapter: bool = True,
@@ -2130,7 +2172,7 @@ class HeatmapReport:
         """A compact fixed-width score table (one line per item and variant)."""
         cols = ("drift", "omission", "deletion_auc", "insertion_auc", "delta")
         head = ["item", "variant", "drift", "omission", "deletion", "insertion", "delta",
-                "cached"]
+                "cached", "verdict"]
         rows = []
         for e in self.explanations:
             for v in e.variants:
@@ -2138,7 +2180,13 @@ class HeatmapReport:
                 vals = ["–" if s.get(k) is None else
                         (f"{s[k]:.2g}" if k == "delta" else f"{s[k]:.3f}") for k in cols]
                 rows.append([e.item_id if v == e.variants[0] else "", v, *vals,
-                             "yes" if e.cached.get(v) else "no"])
+                             "yes" if e.cached.get(v) else "no", str(s.get("verdict", ""))])
+            if len(e.variants) == 2:
+                from befa_viz.viz.verdict import pair_ratio
+
+                r = pair_ratio(e.attributions["without"], e.attributions["with"])
+                rows.append(["", "Σ|with|/Σ|without|", "undefined" if r is None else f"{r:.3g}",
+                             *[""] * (len(head) - 3)])
         widths = [max(len(r[c]) for r in [head, *rows]) for c in range(len(head))]
         return "\n".join("  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)).rstrip()
                          for r in [head, *rows])

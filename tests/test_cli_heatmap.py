@@ -36,7 +36,10 @@ def test_heatmap_item_writes_png_and_json(toy_ws, tmp_path):
     lines = res.output.splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith("item  variant"))
     assert lines[head + 1].split()[:2] == ["i3", "without"]
-    assert lines[head + 2].split()[0] == "with" and lines[head + 2].split()[-1] == "no"
+    assert lines[head + 2].split()[0] == "with" and lines[head + 2].split()[6] == "no"
+    assert "controls not checked" in lines[head + 2]  # no benchmark, no --sanity: said so
+    assert "completeness error" in lines[head + 2]
+    assert lines[head + 3].split()[0] == "Σ|with|/Σ|without|"  # the pair's magnitude ratio
     assert (folder / "report.png").read_bytes()[:4] == b"\x89PNG"
     assert (folder / "heatmap.png").is_file()
     scores = json.loads((folder / "scores.json").read_text())
@@ -44,7 +47,7 @@ def test_heatmap_item_writes_png_and_json(toy_ws, tmp_path):
     assert f"{scores['scores']['with']['drift']:.3f}" in lines[head + 2]
     # the same request again is served from the cache
     res = runner.invoke(app, args)
-    assert res.exit_code == 0 and res.output.splitlines()[head + 2].split()[-1] == "yes"
+    assert res.exit_code == 0 and res.output.splitlines()[head + 2].split()[6] == "yes"
 
 
 def test_heatmap_batch_writes_csv(toy_ws, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from befa_viz.attribution import ig as _ig  # noqa: F401  (registers the IG variants)
+from befa_viz.attribution.defaults import MethodDefault, default_method
 from befa_viz.attribution.explain import explain, explain_pair, prepare_inputs
 from befa_viz.attribution.methods import (
     ATTRIBUTIONS,
@@ -32,11 +34,13 @@ __all__ = [
     "BehaviourAlignmentTarget",
     "ContentFocusTarget",
     "ContentScoreTarget",
+    "MethodDefault",
     "RandomDirectionTarget",
     "SanityReport",
     "UserScoreTarget",
     "attribute",
     "create_target",
+    "default_method",
     "explain",
     "explain_pair",
     "make_baseline",

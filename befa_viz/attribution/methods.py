@@ -64,6 +64,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from befa_viz.attribution._steps import (
+    DEFAULT_N_STEPS,
+    MAX_STEPS,
+    STEP_TOL,
+    adaptive_steps,
+    check_schedule,
+    finish_steps,
+)
 from befa_viz.attribution.result import Attribution
 from befa_viz.attribution.targets import AttributionTarget, _eval_mode
 from befa_viz.errors import ConfigError, MissingDependencyError
@@ -628,7 +636,9 @@ def layer_integrated_gradients(
     *,
     item_ids: Sequence[str] | None = None,
     baseline: str | torch.Tensor = "black",
-    n_steps: int = 32,
+    n_steps: int | None = 32,
+    max_steps: int = MAX_STEPS,
+    tol: float = STEP_TOL,
     internal_batch_size: int = 32,
     blur_sigma: float | None = None,
     mean_pixel: Sequence[float] | None = None,
@@ -636,8 +646,9 @@ def layer_integrated_gradients(
     """Integrated gradients at a layer (Captum LayerIntegratedGradients).
 
     Images: at ``encoder.feature_layer`` (last conv block / ViT patch tokens), between the
-    layer's activations for the baseline image and for the input; the channel-summed map is in
-    ``extras["layer_map"]`` and upsampled bilinearly to the input size in ``values``. For ViT
+    layer's activations for the baseline image and for the input. The attribution is summed
+    over channels *per location* (one value per feature-map cell, in
+    ``extras["layer_map"]``) and upsampled bilinearly to the input size in ``values``. For ViT
     token outputs, the CLS/register tokens' share is dropped (recorded as
     ``params["prefix_share"]``). Text: at ``encoder.embedding_layer`` with the ``"pad"``
     baseline.
@@ -648,7 +659,11 @@ def layer_integrated_gradients(
         inputs: Pixels or the ``encoder.tokenize`` mapping.
         item_ids: Raw item id per input.
         baseline: As for ``ig``.
-        n_steps: Integration steps.
+        n_steps: Integration steps; ``None`` (images) chooses them per item by the
+            completeness error (doubling from 16 up to ``max_steps`` until |delta| ≤
+            ``tol`` · |f(x) − f(b)|; see :mod:`befa_viz.attribution.ig`).
+        max_steps: Cap of the adaptive schedule.
+        tol: Relative completeness error the adaptive schedule aims for.
         internal_batch_size: Most examples in one forward/backward pass.
         blur_sigma: σ of the ``"blur"`` baseline.
         mean_pixel: Mean colour for the ``"mean"`` baseline.
@@ -656,38 +671,52 @@ def layer_integrated_gradients(
     Returns:
         One attribution per input, completeness error (at the layer) in ``delta``.
     """
-    _check_steps(n_steps)
+    check_schedule(n_steps, max_steps, tol)
     ibs = _check_ibs(internal_batch_size)
     if getattr(encoder, "modality", "") == "text":
         return _text_layer_ig(encoder, target, inputs, item_ids, baseline=baseline,
-                              n_steps=n_steps, ibs=ibs)
+                              n_steps=DEFAULT_N_STEPS if n_steps is None else int(n_steps),
+                              ibs=ibs)
     ca = _captum()
     pixels, ids, base = _image_setup(encoder, inputs, item_ids, baseline, blur_sigma, mean_pixel)
     f = _image_forward(encoder, target)
     rows_all = torch.arange(pixels.shape[0], device=pixels.device)
-    maps, totals, prefix = [], [], []
-    for s in _chunks(pixels.shape[0], ibs):
-        lig = ca.LayerIntegratedGradients(f, encoder.feature_layer)
-        a = lig.attribute(pixels[s], baselines=base[s], additional_forward_args=(rows_all[s],),
-                          n_steps=n_steps, internal_batch_size=ibs)
-        total = a.detach().flatten(1).sum(1)
-        totals.append(total.unsqueeze(1))
-        grid = _layer_grid(a.detach(), a.shape[0], encoder, pixels).sum(1)  # [b, h, w]
-        prefix.append(((total - grid.flatten(1).sum(1)) / total.abs().clamp_min(1e-12)).cpu())
-        maps.append(grid)
-    layer_map = torch.cat(maps)
-    delta, fx, fb = _completeness(f, pixels, base, rows_all, attr=torch.cat(totals), names=ids,
-                                  method="layer_ig", ibs=ibs)
-    params = {"method": "layer_ig", "n_steps": int(n_steps), "baseline": _baseline_name(baseline),
-              "blur_sigma": blur_sigma,
+    prefix_of: dict[int, float] = {}
+
+    def run(idx: torch.Tensor, steps: int
+            ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
+        x, b, rows = pixels[idx], base[idx], rows_all[idx]
+        grids, totals = [], []
+        for s in _chunks(x.shape[0], ibs):
+            lig = ca.LayerIntegratedGradients(f, encoder.feature_layer)
+            a = lig.attribute(x[s], baselines=b[s], additional_forward_args=(rows[s],),
+                              n_steps=steps, internal_batch_size=ibs).detach()
+            total = a.flatten(1).sum(1)
+            grid = _layer_grid(a, a.shape[0], encoder, x[s]).sum(1)  # [b, h, w] per location
+            share = (total - grid.flatten(1).sum(1)) / total.abs().clamp_min(1e-12)
+            totals.append(total)
+            grids.append(grid)
+            for i, v in zip(idx[s].tolist(), share.tolist(), strict=True):
+                prefix_of[i] = float(v)
+        fx, fb = _values(f, x, rows, batch=ibs), _values(f, b, rows, batch=ibs)
+        d = torch.cat(totals).double().cpu().numpy() - (fx - fb)
+        return torch.cat(grids), d, fx, fb
+
+    layer_map, delta, fx, fb, used = adaptive_steps(run, len(ids), n_steps, max_steps, tol,
+                                                    pixels.device)
+    if n_steps is not None:
+        _warn_delta(delta, fx, fb, ids, "layer_ig")
+    params = {"method": "layer_ig", "n_steps": int(used.max()),
+              "baseline": _baseline_name(baseline), "blur_sigma": blur_sigma,
               "layer": _layer_name(encoder, cast("ImageEncoder", encoder).feature_layer),
               "encoder": getattr(encoder, "key", "")}
     res = _image_results(pixels, _upsample(layer_map, tuple(pixels.shape[-2:])), ids, "layer_ig",
                          target, params, delta=delta, fx=fx, fb=fb,
                          extras={"layer_map": layer_map})
-    share = torch.cat(prefix).tolist()
-    for r, p in zip(res, share, strict=True):
-        r.params["prefix_share"] = float(p)
+    for i, r in enumerate(res):
+        r.params["prefix_share"] = prefix_of[i]
+    if n_steps is None:
+        return finish_steps(res, used, delta, fx, fb, tol, True, "layer_ig")
     return res
 
 

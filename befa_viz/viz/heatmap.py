@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from befa_viz.attribution.result import Attribution
+    from befa_viz.viz.verdict import Verdict
 
 __all__ = ["overlay", "heatmap_figure", "pair_figure", "grid_figure"]
 
@@ -325,11 +326,45 @@ def _caption(sheet: L.Sheet, lines: list[str], top: float) -> None:
                    color=L.GREY)
 
 
+def _verdict_of(att: Attribution) -> Verdict:
+    """The verdict stored on the map (``params["verdict"]``) or the one it carries itself."""
+    from befa_viz.viz.verdict import Verdict, map_verdict
+
+    v = att.params.get("verdict")
+    if isinstance(v, Verdict):
+        return v
+    if isinstance(v, dict):
+        keys = ("passes", "source", "detail", "relative_delta", "unscored")
+        return Verdict(**{k: v.get(k) for k in keys if k in v})  # type: ignore[arg-type]  # JSON
+    return map_verdict(att)
+
+
+def _short_status(v: Verdict) -> str:
+    s = {True: "passes controls", False: "FAILS controls", None: "unchecked"}[v.passes]
+    return s + (" · ⚠ δ" if v.delta_warning else "")
+
+
+def _verdict_lines(atts: Sequence[Attribution], titles: Sequence[str]) -> list[str]:
+    """Caption lines: each map's verdict, and a pair's magnitude ratio."""
+    from befa_viz.viz.verdict import pair_ratio
+
+    lines = []
+    for a, t in zip(atts, titles, strict=True):
+        v = _verdict_of(a)
+        lines.append(f"{t}: {v.label()}" + (f" — {v.detail}" if v.detail else "") + ".")
+    if len(atts) == 2:
+        r = pair_ratio(atts[0], atts[1])
+        lines.append("Magnitude Σ|with| / Σ|without| = " + ("undefined (without-adapter map "
+                     "is all zero)" if r is None else f"{r:.3g}") + ".")
+    return lines
+
+
 def _single_row_figure(row: _Row, atts: Sequence[Attribution], title: str | None) -> Figure:
     width = row.width + 2 * _MARGIN
     title_h = 0.4 if title else 0.12
     scale_text = row.scales()[0].describe()
-    caption = L.caption_lines(["Colour: " + scale_text + ".", _describe(atts) + "."],
+    caption = L.caption_lines(["Colour: " + scale_text + ".", _describe(atts) + ".",
+                               *_verdict_lines(atts, row.titles)],
                               width - 2 * _MARGIN)
     cap_h = len(caption) * L.line_height(L.SMALL) + 0.2
     sheet = L.Sheet(width, title_h + row.height + 0.15 + cap_h)
@@ -395,7 +430,7 @@ def pair_figure(
     percentile: float = 99,
     alpha: float = 0.8,
     cmap: str | Colormap = "inferno",
-    normalise: Normalise = "mean",
+    normalise: Normalise = "none",
     base: Base = "grey",
     titles: tuple[str, str] = ("without adapter", "with adapter"),
     show_image: bool = True,
@@ -405,10 +440,15 @@ def pair_figure(
 ) -> Figure:
     """Draw an item's attribution without and with the adapter side by side.
 
-    By default both maps use **one colour scale**: ``vmax`` is ``percentile`` of the union of
-    both maps' displayed values, and one colour bar serves both panels. With
-    ``shared_scale=False`` each map is scaled by its own percentile and gets its own colour bar.
-    The caption states the normalisation, method, target and steps.
+    By default both maps use **one absolute colour scale**: the raw magnitudes |A| in the
+    target's units (``normalise="none"``), ``vmax`` is ``percentile`` of the union of both
+    maps, and one colour bar serves both panels — so a map far weaker than its partner looks
+    blank, as it should (per-map normalisation hid gaps of 10⁷). ``normalise="mean"`` divides
+    each map by its own mean first (labelled on the colour bar); with ``shared_scale=False``
+    each map is scaled by its own percentile and gets its own colour bar. The caption states
+    the normalisation, method, target, steps, each map's verdict
+    (:mod:`befa_viz.viz.verdict`: passes / fails its controls, completeness error)
+    and the pair's magnitude ratio Σ|with| / Σ|without|.
 
     Args:
         without: Attribution of the model without the adapter.
@@ -448,6 +488,8 @@ def pair_figure(
         raise DataError(f"pair_figure compares one item without and with the adapter, but got "
                         f"items '{without.item_id}' and '{with_.item_id}'. Use grid_figure() "
                         "to compare items.")
+    titles = (f"{titles[0]} · {_short_status(_verdict_of(without))}",
+              f"{titles[1]} · {_short_status(_verdict_of(with_))}")
     row = _Row([without, with_], list(titles), st, shared=shared_scale, vmax=vmax,
                show_image=show_image, difference=difference, panel_width=panel_width,
                max_height=3.4)

@@ -41,7 +41,7 @@ def pair() -> tuple[Attribution, Attribution]:
 
 def test_shared_pair_uses_one_vmax_from_the_union(pair):
     without, with_ = pair
-    fig = pair_figure(without, with_)
+    fig = pair_figure(without, with_, normalise="mean")
     a, b = figure_scales(fig)
     union = np.concatenate([magnitude_map(without).ravel(), magnitude_map(with_).ravel()])
     assert a.vmax == b.vmax == pytest.approx(np.percentile(union, 99))
@@ -52,7 +52,7 @@ def test_shared_pair_uses_one_vmax_from_the_union(pair):
 
 def test_per_image_scaling_differs_and_matches_each_map(pair):
     without, with_ = pair
-    fig = pair_figure(without, with_, shared_scale=False)
+    fig = pair_figure(without, with_, shared_scale=False, normalise="mean")
     a, b = figure_scales(fig)
     va = np.percentile(magnitude_map(without), 99)
     vb = np.percentile(magnitude_map(with_), 99)
@@ -60,7 +60,7 @@ def test_per_image_scaling_differs_and_matches_each_map(pair):
     assert a.vmax != pytest.approx(b.vmax)
     assert not a.shared
     assert _colourbar_vmaxes(fig) == [pytest.approx(va), pytest.approx(vb)]
-    shared = figure_scales(pair_figure(without, with_))[0].vmax
+    shared = figure_scales(pair_figure(without, with_, normalise="mean"))[0].vmax
     assert min(va, vb) <= shared <= max(va, vb)
 
 
@@ -75,7 +75,10 @@ def test_caption_states_the_normalisation(pair):
     fig = pair_figure(*pair, percentile=95)
     text = " ".join(t.get_text() for t in fig.texts)
     assert "95th percentile of both maps" in text
-    assert "÷ its mean" in text and "32 steps" in text and "baseline blur" in text
+    assert "in the target's units" in text and "÷ its mean" not in text  # absolute by default
+    assert "32 steps" in text and "baseline blur" in text
+    text = " ".join(t.get_text() for t in pair_figure(*pair, normalise="mean").texts)
+    assert "÷ its mean" in text
 
 
 def test_magnitude_map_mean_normalisation_and_scale_invariance():
