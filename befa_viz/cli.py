@@ -69,11 +69,26 @@ def _fmt_split(split: dict[str, int]) -> str:
 @data_app.command("kinds")
 def data_kinds() -> None:
     """List the dataset importers (befa_viz.data.DATASETS) and their options."""
-    from befa_viz.data.registry import DATASETS, importer_options
+    import textwrap
+
+    from befa_viz.data.registry import DATASETS, importer_option_specs
 
     for kind in DATASETS.names():
-        opts = ", ".join(o for o in importer_options(kind) if o != "name")
-        typer.echo(f"{kind}: {opts}")
+        doc = (DATASETS.get(kind).__doc__ or "").strip().splitlines()
+        typer.echo(f"{kind}: {doc[0] if doc else ''}")
+        for o in importer_option_specs(kind):
+            if o.name == "name":
+                continue
+            default = o.default
+            shown = ("none" if default is None else ",".join(map(str, default))
+                     if isinstance(default, (list, tuple)) else str(default).lower()
+                     if isinstance(default, bool) else str(default))
+            typer.echo(f"  -o {o.name}={o.type if o.choices else f'<{o.type}>'}"
+                       f"  (default: {shown or repr('')})")
+            if o.help:
+                typer.echo(textwrap.fill(o.help, width=96, initial_indent="      ",
+                                         subsequent_indent="      "))
+    typer.echo("Give options as -o key=value (repeatable); lists as -o key=a,b.")
 
 
 @data_app.command("import")
@@ -117,8 +132,13 @@ def data_import(
              "check_images": check_images}
     opts.update({k: v for k, v in flags.items() if v is not None})
     ws = _data_workspace(workspace)
-    folder = pipeline.import_dataset(kind, path, workspace=ws, name=name, overwrite=overwrite,
-                                     **opts)
+    try:
+        folder = pipeline.import_dataset(kind, path, workspace=ws, name=name,
+                                         overwrite=overwrite, **opts)
+    except BefaVizError as e:  # the importer's Python-form hints, in the command-line form
+        from befa_viz.data.registry import cli_hint
+
+        raise type(e)(cli_hint(kind, str(e))) from e
     s = pipeline.dataset_stats(folder.name, workspace=ws)
     typer.echo(f"Imported {s['name']!r} ({kind}) -> {folder}")
     typer.echo(f"  {s['users']:,} users, {s['items']:,} items, {s['interactions']:,} "

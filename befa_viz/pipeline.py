@@ -59,7 +59,8 @@ def import_dataset(
 
     Raises:
         UnknownNameError: If ``source_kind`` is not registered.
-        ConfigError: For an option the importer does not take, or a bad name.
+        ConfigError: For an option the importer does not take, a value outside its type or
+            choices (see ``check_importer_options``), or a bad name.
         DataError: For bad input data (naming the file/row), or a name clash.
 
     Example:
@@ -76,22 +77,13 @@ def import_dataset(
 
     from befa_viz.cache import atomic_dir, hash_key
     from befa_viz.data.mmrec import save_feature_arrays
-    from befa_viz.data.registry import DATASETS, importer_options
+    from befa_viz.data.registry import DATASETS, check_importer_options
     from befa_viz.data.validate import check_dataset
     from befa_viz.errors import ConfigError, DataError
-    from befa_viz.registry import closest
 
     ws = _data_ws(workspace)
     importer = DATASETS.get(source_kind)
-    accepted = [o for o in importer_options(source_kind) if o != "name"]
-    for key in options:
-        if key not in accepted:
-            near = closest(key, accepted)
-            hint = f" Did you mean {' or '.join(map(repr, near))}?" if near else ""
-            raise ConfigError(
-                f"The {source_kind!r} importer has no option {key!r}.{hint} Accepted: "
-                f"{', '.join(accepted)}."
-            )
+    options = check_importer_options(source_kind, options)
     if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise ConfigError(f"Dataset name {name!r} must use only {_DATASET_NAME_CHARS}.")
     ds, features = importer(path, **({"name": name} if name else {}), **options)
