@@ -179,12 +179,17 @@ def _file_digest(path: Path) -> str:
 
 
 def _relocate(recorded: str, rel: str | None, root: Path | None) -> Path:
-    """A recorded absolute path, or the same path relative to a moved workspace root."""
-    p = Path(recorded)
-    if p.exists() or rel is None or root is None:
-        return p
-    moved = root / rel
-    return moved if moved.exists() else p
+    """Where a run's dataset or feature file is now.
+
+    A run inside a workspace (``<root>/runs/<name>``) whose input lay inside its workspace
+    reads that input relative to the workspace it sits in *now*: a run copied or moved into
+    another workspace never reaches back to the old one through the recorded absolute path
+    (the fingerprint checks then tell whether the new workspace holds the same data). Inputs
+    that lay outside any workspace keep their absolute path.
+    """
+    if rel is not None and root is not None:
+        return root / rel
+    return Path(recorded)
 
 
 def _workspace_root(run_dir: Path) -> Path | None:
@@ -316,16 +321,18 @@ class Run:
             p = _relocate(str(p), self.info.get("dataset_relpath"), _workspace_root(self.path))
             if not (p / "dataset.json").is_file():
                 raise DataError(
-                    f"Run {self.name}: its dataset {self.info['dataset']!r} is no longer at {p}. "
-                    "Re-import it into the workspace."
+                    f"Run {self.name}: its dataset {self.info['dataset']!r} is not at {p}. "
+                    "Import the same data into this workspace under that name (befa-viz data "
+                    "import ... --name " + str(self.info["dataset"]) + ")."
                 )
             ds = RecDataset.load(p)
             expected = self.info.get("dataset_copy_fingerprint") or self.info["dataset_fingerprint"]
             if ds.fingerprint() != expected:
                 raise StaleArtifactError(
                     f"Run {self.name} was trained on dataset {self.info['dataset']!r} with "
-                    f"fingerprint {expected}, but {p} now has "
-                    f"{ds.fingerprint()}. Retrain the run on the current data."
+                    f"fingerprint {expected}, but {p} has {ds.fingerprint()} (other data "
+                    "under the same name, or the data changed). Retrain the run on this "
+                    "dataset, or import the data it was trained on."
                 )
             self._dataset = ds
         return self._dataset
