@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
+from typing import Any
 
 import typer
 
@@ -27,12 +29,39 @@ def _root(
 ) -> None:
     _state["verbose"] = verbose
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s")
+    handler = logging.StreamHandler()  # bound to the current stderr (CliRunner swaps it)
+    handler.setFormatter(_LineFormatter(verbose))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    warnings.showwarning = _show_warning
+
+
+class _LineFormatter(logging.Formatter):
+    """Log records as one line: ``warning: ...`` / ``error: ...`` / the bare message."""
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            msg = f"{record.levelname.lower()}: {msg}"
+        if self.verbose and record.exc_info:
+            msg += "\n" + self.formatException(record.exc_info)
+        return msg
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Python warnings as one ``warning: ...`` line (the location only with ``--verbose``)."""
+    text = " ".join(str(message).split())
+    where = f" [{category.__name__} at {filename}:{lineno}]" if _state["verbose"] else ""
+    typer.echo(f"warning: {text}{where}", err=True)
 
 
 # ---- data commands ----------------------------------------------------------------------
 from pathlib import Path  # noqa: E402
-from typing import Any, Protocol, cast  # noqa: E402
+from typing import Protocol, cast  # noqa: E402
 
 data_app = typer.Typer(
     help="Import, validate, summarise and export datasets.", no_args_is_help=True

@@ -388,17 +388,12 @@ def encode_dataset(
         >>> sorted(r), r.reused
         (['image', 'text'], {'image': False, 'text': False})
     """
-    import logging
-
     from befa_viz.cache import Cache
     from befa_viz.encoders import create_encoder
     from befa_viz.encoders.store import encode_catalog
 
-    log = logging.getLogger(__name__)
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     name = ws.resolve_dataset(dataset)
-    if dataset is None:
-        log.info("Using the most recent dataset %r of %s", name, ws.root)
     ds = ws.load_dataset(name)
     result = EncodeResult(name)
     for modality, key in (("image", image_encoder), ("text", text_encoder)):
@@ -486,6 +481,7 @@ def _train_config(
     dataset: str | None,
     features: Mapping[str, Any] | None,
     explicit: Mapping[str, Any],
+    require: str | None = None,
 ) -> tuple[Any, Any]:
     """Resolve the config (file < overrides < explicit arguments), the dataset and features."""
     from befa_viz.errors import ConfigError
@@ -498,9 +494,7 @@ def _train_config(
     for m, p in (features or {}).items():
         over[f"features.{m}"] = str(Path(p).expanduser().resolve())
     cfg = load_train_config(config_file, over, model=model)
-    name = ws.resolve_dataset(dataset or cfg.dataset)
-    if not (dataset or cfg.dataset):
-        log.info("Using the most recent dataset %r of %s", name, ws.root)
+    name = ws.resolve_dataset(dataset or cfg.dataset, require=require)
     cfg = cfg.replace(dataset=name)
     if getattr(MODELS.get(cfg.model), "multimodal", True) and not cfg.features:
         found = latest_features(ws, name, cfg.modalities)
@@ -587,7 +581,11 @@ def resolve_run(
         if not runs:
             raise DataError(f"No complete training run in workspace {ws.root}; train one with "
                             "'befa-viz train'.")
-        log.info("Using the most recent run %s", runs[-1].name)
+        if len(runs) > 1:
+            log.warning("using run %s, the most recent of %d complete runs in %s; pass --run "
+                        "to choose another", runs[-1].name, len(runs), ws.root)
+        else:
+            log.info("using run %s (the only complete run in %s)", runs[-1].name, ws.root)
         return runs[-1]
     p = Path(run).expanduser()
     if (p / "run.json").is_file():
@@ -664,7 +662,8 @@ def compare_adapter(
     ws = _train_ws(workspace)
     cfg, ds = _train_config(ws, model=backbone, config_file=config_file, overrides=overrides,
                             dataset=dataset, features=features,
-                            explicit={"epochs": epochs, "device": device, "model": backbone})
+                            explicit={"epochs": epochs, "device": device, "model": backbone},
+                            require="compare")
     return compare(ds, cfg, runs_dir=ws.runs_dir, reports_dir=ws.reports_dir, seeds=seeds,
                    progress=progress)
 
@@ -689,7 +688,8 @@ def run_sweep(
     over = parse_overrides(overrides)
     for m, p in (features or {}).items():
         over[f"features.{m}"] = str(Path(p).expanduser().resolve())
-    name = ws.resolve_dataset(dataset or base.get("dataset"))
+    name = ws.resolve_dataset(dataset or over.get("dataset") or base.get("dataset"),
+                              require="sweep")
     over["dataset"] = name
     models = grid.get("model", [over.get("model") or base.get("model") or "bprmf"])
     needs_features = any(getattr(MODELS.get(m), "multimodal", True) for m in models)
@@ -1160,8 +1160,9 @@ def resolve_attribution_run(
             f"multimodal run, e.g. 'befa-viz train --model vbpr --adapter none' and "
             f"'--adapter befa', or pass --run."
         )
-    log.info("Using run %s (the newest of dataset %r with %s features)", with_mod[-1].name,
-             dataset, modality)
+    log.log(logging.WARNING if len(with_mod) > 1 else logging.INFO,
+            "using run %s, the newest of %d run(s) of dataset %r with %s features; pass --run "
+            "to choose another", with_mod[-1].name, len(with_mod), dataset, modality)
     return _open_run(with_mod[-1])
 
 
