@@ -29,10 +29,26 @@ def _root(
 ) -> None:
     _state["verbose"] = verbose
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    handler = logging.StreamHandler()  # bound to the current stderr (CliRunner swaps it)
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(h)  # a previous invocation's (in-process callers, tests)
+    handler = _StderrHandler()
     handler.setFormatter(_LineFormatter(verbose))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    root.addHandler(handler)
+    root.setLevel(level)
     warnings.showwarning = _show_warning
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (CliRunner and pytest swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ assigns it; ignore
+        pass
 
 
 class _LineFormatter(logging.Formatter):
@@ -241,16 +257,27 @@ def data_export(
     dataset: str | None = typer.Option(None, "--dataset", "-d", help=_DATASET_HELP),
     workspace: Path | None = typer.Option(None, "--workspace", "-w", help=_DATA_WS_HELP),
     name: str | None = typer.Option(None, "--name", help="Base name of the .inter file."),
+    features: bool = typer.Option(True, "--features/--no-features",
+                                  help="Also write the dataset's features (newest encoded, "
+                                       "else imported) as <modality>_feat.npy."),
 ) -> None:
-    """Export a dataset (and its imported features) to another format."""
+    """Export a dataset and its features (encoded or imported) to another format."""
     from befa_viz import pipeline
 
     if fmt != "mmrec":
         raise typer.BadParameter(f"unknown format {fmt!r}; choose one of: mmrec.",
                                  param_hint="--format")
     folder = pipeline.export_mmrec(out, dataset=dataset, workspace=_data_workspace(workspace),
-                                   name=name)
+                                   name=name, include_features=features)
     typer.echo(f"Exported to {folder}: " + ", ".join(sorted(p.name for p in folder.iterdir())))
+    prov_path = folder / "features.json"
+    if features and prov_path.is_file():
+        import json
+
+        for m, p in json.loads(prov_path.read_text())["modalities"].items():
+            typer.echo(f"  {m}_feat.npy: {p.get('encoder') or p['source']} ({p['path']})")
+    elif features:
+        typer.echo("  no features: none encoded or imported (run 'befa-viz encode' first)")
 
 
 @data_app.command("synth")

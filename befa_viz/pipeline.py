@@ -229,28 +229,106 @@ def export_mmrec(
     workspace: Workspace | str | os.PathLike[str] | None = None,
     features: Mapping[str, Any] | None = None,
     name: str | None = None,
+    include_features: bool = True,
 ) -> Path:
     """Export a workspace dataset in MMRec's format (``<name>.inter`` + ``*_feat.npy``).
+
+    Without ``features``, the dataset's features go along: per modality the newest complete
+    encoded entry of the current dataset (what ``train`` would pick, see
+    :func:`latest_features`), else the features imported with it. Their provenance (encoder,
+    fingerprints, source folder) is written to ``features.json``. Entries that cannot be
+    exported (shards pending, computed from an older version of the dataset) are named in a
+    warning, never skipped silently.
 
     Args:
         out: Output folder.
         dataset: Dataset name; default: the latest imported one.
         workspace: Workspace (or its folder).
-        features: ``{modality: [n_items, dim]}`` to write; default: the dataset's imported
-            features (if any).
+        features: ``{modality: [n_items, dim]}`` to write instead of the stored ones.
         name: Base name of the ``.inter`` file; default: the dataset's name.
+        include_features: ``False`` exports the interactions and items only.
 
     Returns:
         The output folder.
+
+    Raises:
+        DataError: The dataset has no interactions (MMRec's format is interactions), or a
+            feature entry does not match the dataset's items.
     """
+    from befa_viz.cache import atomic_write_bytes
     from befa_viz.data.mmrec import export_mmrec as _export
+    from befa_viz.errors import DataError
 
     ws = _data_ws(workspace)
     ds_name = ws.resolve_dataset(dataset)
     ds = ws.load_dataset(ds_name)
-    if features is None:
-        features = dataset_features(ds_name, workspace=ws)
-    return _export(ds, out, features=features, name=name)
+    if ds.interactions.n_interactions == 0:
+        raise DataError(
+            f"Dataset {ds_name!r} has no interactions (imported as items only); MMRec's format "
+            "is an interaction file, so there is nothing to export. Import the interactions "
+            "too (befa-viz data import table ... -o interactions=FILE)."
+        )
+    provenance: dict[str, Any] = {}
+    if features is None and include_features:
+        features, provenance = _exportable_features(ws, ds_name, ds)
+    folder = _export(ds, out, features=features or {}, name=name)
+    if provenance:
+        atomic_write_bytes(folder / "features.json", (json.dumps(
+            {"dataset": ds_name, "dataset_fingerprint": ds.fingerprint(),
+             "modalities": provenance}, indent=2, sort_keys=True) + "\n").encode())
+    return folder
+
+
+def _exportable_features(ws: Workspace, name: str, ds: Any) -> tuple[dict[str, Any],
+                                                                    dict[str, Any]]:
+    """The features :func:`export_mmrec` writes, and their provenance."""
+    from befa_viz.data.mmrec import load_feature_arrays
+    from befa_viz.encoders.store import load_features
+    from befa_viz.errors import DataError
+
+    found = latest_features(ws, name)
+    arrays: dict[str, Any] = {}
+    prov: dict[str, Any] = {}
+    imported_dir = ws.dataset_dir(name) / IMPORTED_FEATURES_DIR
+    imported: dict[str, Any] | None = None
+    for modality, folder in found.items():
+        if folder == imported_dir:
+            if imported is None:
+                imported = load_feature_arrays(folder, n_items=ds.n_items)
+            arrays[modality] = imported[modality]
+            prov[modality] = {"source": "imported with the dataset", "path": str(folder)}
+            continue
+        table = load_features(folder, dataset_fingerprint=ds.fingerprint(), modality=modality)
+        if list(table.item_ids) != list(ds.catalog.item_ids):
+            raise DataError(
+                f"The {modality} features in {folder} list their items in another order than "
+                f"dataset {name!r}; re-encode them with 'befa-viz encode -d {name}'."
+            )
+        arrays[modality] = table.values
+        prov[modality] = {"source": "encoded", "path": str(folder), "encoder": table.encoder_key,
+                          "encoder_fingerprint": table.encoder_fingerprint,
+                          "shape": list(table.values.shape)}
+    store = ws.features_dir / name
+    for man_path in sorted(store.glob("*/manifest.json")) if store.is_dir() else []:
+        try:
+            man = json.loads(man_path.read_text())
+        except json.JSONDecodeError:
+            continue
+        mod = man.get("modality")
+        if mod in arrays:
+            continue
+        if man.get("complete") is False:
+            why = "only some shards are encoded; finish with 'befa-viz encode' (no --shard)"
+        elif man.get("dataset_fingerprint") not in (None, ds.fingerprint()):
+            why = "it was computed from another version of the dataset; re-encode it"
+        else:
+            continue
+        log.warning("%s features in %s not exported: %s", mod, man_path.parent, why)
+    for partial in sorted(store.glob("*/.partial")) if store.is_dir() else []:
+        if not (partial.parent / "manifest.json").is_file():
+            log.warning("features in %s not exported: the encoding was interrupted; rerun "
+                        "'befa-viz encode' to finish it", partial.parent)
+    return arrays, prov
 
 
 __all__ += [

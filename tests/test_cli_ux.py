@@ -80,7 +80,9 @@ def test_log_warnings_get_a_prefix(tmp_path):
     toy_dataset().save(ws.dataset_dir("toy"))
     r = runner.invoke(app, ["data", "stats", "-w", str(ws.root)])
     assert r.exit_code == 0
-    root = logging.getLogger()
+    from befa_viz.cli import _StderrHandler
+
+    handler = next(h for h in logging.getLogger().handlers if isinstance(h, _StderrHandler))
     record = logging.LogRecord("befa_viz.x", logging.WARNING, __file__, 1, "look at %s", ("me",),
                                None)
-    assert root.handlers[0].format(record) == "warning: look at me"
+    assert handler.format(record) == "warning: look at me"

@@ -201,7 +201,7 @@ def _nested_key(key: str, model: str | None) -> str | None:
 
     from befa_viz.models import ADAPTERS, MODELS
 
-    models = [model] if model in MODELS else []
+    models = [model] if model is not None and model in MODELS else []
     models += [m for m in MODELS.names() if m not in models]
     for name in models:
         if key in inspect.signature(MODELS.get(name)).parameters:

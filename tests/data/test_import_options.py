@@ -107,3 +107,49 @@ def test_data_kinds_shows_values_defaults_and_meaning():
     assert "-o cold_users=error|drop  (default: error)" in r.output
     assert "-o extra_cols=<list of text>" in r.output
     assert "Users with valid/test but no train lines" in r.output
+
+
+def _encoded_ws(tmp_path: Path):
+    from befa_viz.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    toy_dataset().save(ws.dataset_dir("toy"))
+    pipeline.encode_dataset(ws, image_encoder="tiny:cnn", text_encoder="tiny:text")
+    return ws
+
+
+def test_export_writes_encoded_features_with_provenance(tmp_path):
+    import numpy as np
+
+    from befa_viz.encoders.store import load_features
+
+    ws = _encoded_ws(tmp_path)
+    r = runner.invoke(app, ["data", "export", "--out", str(tmp_path / "mm"), "-w", str(ws.root)])
+    assert r.exit_code == 0, r.output
+    assert "image_feat.npy: tiny:cnn" in r.stdout
+    entry = pipeline.latest_features(ws, "toy")["image"]
+    np.testing.assert_array_equal(np.load(tmp_path / "mm" / "image_feat.npy"),
+                                  load_features(entry).values)
+    prov = json.loads((tmp_path / "mm" / "features.json").read_text())
+    assert set(prov["modalities"]) == {"image", "text"}
+    # and MMRec's importer reads it back with the features
+    again = pipeline.import_dataset("mmrec", tmp_path / "mm", workspace=ws, name="again")
+    assert pipeline.dataset_stats("again", workspace=ws)["imported_features"]["image"] == \
+        list(np.load(tmp_path / "mm" / "image_feat.npy").shape)
+    assert again.is_dir()
+
+
+def test_export_without_features_and_names_unexportable_entries(tmp_path, caplog):
+    ws = _encoded_ws(tmp_path)
+    r = runner.invoke(app, ["data", "export", "--out", str(tmp_path / "bare"), "--no-features",
+                            "-w", str(ws.root)])
+    assert r.exit_code == 0 and not list((tmp_path / "bare").glob("*_feat.npy"))
+    # an entry computed from an older version of the dataset is named, not silently dropped
+    entry = pipeline.latest_features(ws, "toy")["text"]
+    man = json.loads((entry / "manifest.json").read_text())
+    (entry / "manifest.json").write_text(json.dumps({**man, "dataset_fingerprint": "old"}))
+    with caplog.at_level("WARNING"):
+        pipeline.export_mmrec(tmp_path / "mm", workspace=ws)
+    assert "text features in" in caplog.text and "another version of the dataset" in caplog.text
+    assert (tmp_path / "mm" / "image_feat.npy").is_file()
+    assert not (tmp_path / "mm" / "text_feat.npy").exists()
