@@ -413,6 +413,30 @@ def _features_arg(image: Path | None, text: Path | None, extra: list[str] | None
 
 _WS_HELP = "Workspace folder (default $BEFA_VIZ_WORKSPACE or ./befa-workspace)."
 _SET_HELP = "Config override key=value (repeatable), e.g. --set lr=5e-4 --set model_params.reg_weight=1e-3."
+_TRACK_HELP = ("Log the run(s) to an experiment tracker: 'mlflow' (params, per-epoch metrics, "
+               "gate, figures; local store <workspace>/mlruns, no network). Off by default.")
+_TRACK_URI_HELP = "Tracking store: a folder or URI (default <workspace>/mlruns)."
+
+
+def _track_option() -> Any:
+    return typer.Option(None, "--track", parser=_registry_parser("tracker", lambda: ["mlflow"]),
+                        metavar="mlflow", help=_TRACK_HELP)
+
+
+def _track(track: str | None, runs: Any, workspace: Any, uri: str | None, experiment: str | None,
+           artifacts: Any = ()) -> None:
+    """Log runs to the tracker (``--track``) and say where they went."""
+    if track is None:
+        return
+    from befa_viz.pipeline import track_runs
+
+    done = track_runs(runs, workspace, tracker=track, tracking_uri=uri, experiment=experiment,
+                      artifacts=artifacts)
+    for t in done:
+        state = "already tracked" if t.reused else "tracked"
+        typer.echo(f"{track}: {state} as run {t.run_id} (experiment {t.experiment!r})")
+    if done:
+        typer.echo(f"  view: {done[0].view_command()}")
 
 
 def _fmt_metrics(m: dict[str, float], keys: tuple[str, ...] = ("Recall@10", "Recall@20",
@@ -448,6 +472,10 @@ def train_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain an existing run."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+    track: str = _track_option(),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help=_TRACK_URI_HELP),
+    experiment: str = typer.Option(None, "--experiment", help="Tracker experiment name "
+                                   "(default befa-viz)."),
 ) -> None:
     """Train a recommender, with or without the BeFA adapter, MMRec protocol."""
     from befa_viz.pipeline import train_model
@@ -468,6 +496,7 @@ def train_cmd(
     for m, g in run.gate.items():
         typer.echo(f"BeFA gate ({m}): mean {g['mean']:.3f}, std {g['std']:.3f}, "
                    f"q05–q95 {g['q05']:.3f}–{g['q95']:.3f}")
+    _track(track, run, workspace, tracking_uri, experiment)
 
 
 @app.command("evaluate")
@@ -505,6 +534,10 @@ def compare_cmd(
     device: str = typer.Option(None, "--device"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+    track: str = _track_option(),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help=_TRACK_URI_HELP),
+    experiment: str = typer.Option(None, "--experiment", help="Tracker experiment name "
+                                   "(default befa-viz)."),
 ) -> None:
     """Train a backbone with and without BeFA over seeds; table, paired tests, figure."""
     from befa_viz.pipeline import compare_adapter
@@ -517,6 +550,8 @@ def compare_cmd(
     typer.echo(result.format())
     for kind, path in result.paths.items():
         typer.echo(f"{kind}: {path}")
+    _track(track, [r for rs in result.runs.values() for r in rs], workspace, tracking_uri,
+           experiment, artifacts=list(result.paths.values()))
 
 
 @app.command("sweep")
@@ -530,6 +565,10 @@ def sweep_cmd(
     set_: list[str] = typer.Option(None, "--set", help=_SET_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+    track: str = _track_option(),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help=_TRACK_URI_HELP),
+    experiment: str = typer.Option(None, "--experiment", help="Tracker experiment name "
+                                   "(default befa-viz)."),
 ) -> None:
     """Train every combination of a sweep; best by validation metric (never test)."""
     from befa_viz.pipeline import run_sweep
@@ -540,6 +579,8 @@ def sweep_cmd(
     typer.echo(result.format())
     for kind, path in result.paths.items():
         typer.echo(f"{kind}: {path}")
+    _track(track, result.runs, workspace, tracking_uri, experiment,
+           artifacts=list(result.paths.values()))
 
 
 # ---- end train commands -----------------------------------------------------------------

@@ -783,6 +783,44 @@ def run_sweep(
                  reports_dir=ws.reports_dir, overrides=over, progress=progress)
 
 
+def track_runs(
+    runs: Any,
+    workspace: Workspace | str | os.PathLike[str] | None = None,
+    *,
+    tracker: str = "mlflow",
+    tracking_uri: str | os.PathLike[str] | None = None,
+    experiment: str | None = None,
+    artifacts: Any = (),
+) -> list[Any]:  # -> list[befa_viz.tracking.TrackedRun]
+    """Log finished runs to an experiment tracker (MLflow); see :mod:`befa_viz.tracking`.
+
+    Args:
+        runs: Runs (``Run`` objects, names or folders), or one of them.
+        workspace: Workspace (or its folder).
+        tracker: ``"mlflow"``.
+        tracking_uri: Store URI or folder; default ``<workspace>/mlruns`` (local, no network).
+        experiment: Experiment name; default ``"befa-viz"``.
+        artifacts: Further files or folders (figures, reports) attached to every run.
+
+    Returns:
+        Where each run was logged, in order.
+    """
+    from befa_viz.tracking import DEFAULT_EXPERIMENT, default_tracking_uri, track_run
+
+    ws = _train_ws(workspace)
+    items = [runs] if isinstance(runs, (str, os.PathLike)) or hasattr(runs, "path") else runs
+    uri = tracking_uri if tracking_uri is not None else default_tracking_uri(ws.root)
+    out = []
+    for r in items:
+        folder = r.path if hasattr(r, "path") else resolve_run(ws, r)
+        out.append(track_run(folder, tracking_uri=uri, tracker=tracker,
+                             experiment=experiment or DEFAULT_EXPERIMENT,
+                             artifacts=[Path(a) for a in artifacts]))
+    return out
+
+
+__all__ += ["track_runs"]
+
 # ---- end train verbs ---------------------------------------------------------------------
 
 # ---- attribution / heatmap / report verbs ------------------------------------------------
