@@ -186,8 +186,12 @@ def data_import(
         raise type(e)(cli_hint(kind, str(e))) from e
     s = pipeline.dataset_stats(folder.name, workspace=ws)
     typer.echo(f"Imported {s['name']!r} ({kind}) -> {folder}")
-    typer.echo(f"  {s['users']:,} users, {s['items']:,} items, {s['interactions']:,} "
-               f"interactions ({_fmt_split(s['split'])})")
+    if s["interactions"] == 0:
+        typer.echo(f"  {s['items']:,} items only, no interactions: encode it and explain "
+                   "items with model-free targets (content_focus); training needs interactions")
+    else:
+        typer.echo(f"  {s['users']:,} users, {s['items']:,} items, {s['interactions']:,} "
+                   f"interactions ({_fmt_split(s['split'])})")
     typer.echo(f"  items with image {s['items_with_image']:,}, with text {s['items_with_text']:,}"
                + (f"; features {s['imported_features']}" if s["imported_features"] else ""))
 
@@ -653,11 +657,21 @@ def heatmap_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress",
                                   help="Progress bar while maps are computed."),
     workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+    dataset: str = typer.Option(None, "--dataset", "-d",
+                                help="Dataset (default: the latest); its newest run is "
+                                     "explained, or, without a run (e.g. items only), the "
+                                     "encoder alone with a model-free target."),
+    encoder: str = typer.Option(None, "--encoder",
+                                help="Encoder key for model-free targets without a run "
+                                     "(default: the one that encoded the dataset)."),
 ) -> None:
     """Attribute items' images or texts without and with BeFA; write reports and scores.
 
-    Item ids are the dataset's original ids (e.g. MovieLens movie ids).
+    Item ids are the dataset's original ids (e.g. MovieLens movie ids). A dataset without a
+    trained run (an items-only catalog) is explained with a model-free target
+    (content_focus: what the encoder's feature is built from).
     """
+    from befa_viz import pipeline
     from befa_viz.pipeline import heatmap_report
 
     given = [x for x in (item, items, top_drift) if x is not None]
@@ -667,6 +681,14 @@ def heatmap_cmd(
     ids: Any = item if item is not None else (_id_list(items) if items is not None else None)
     if items is not None and not ids:
         raise typer.BadParameter("no item ids in --items.", param_hint="--items")
+    if run is None and not pipeline.has_explainable_run(workspace, dataset, modality):
+        _content_heatmaps(ids, top_drift=top_drift, user=user, target=target, method=method,
+                          steps=steps, baseline=baseline, modality=modality, out=out,
+                          formats=formats, encoder=encoder, dataset=dataset,
+                          workspace=workspace, progress=progress)
+        return
+    if run is None and dataset is not None:
+        run = str(pipeline.resolve_attribution_run(workspace, None, modality, dataset).path)
     result = heatmap_report(
         ids, top_drift=top_drift, workspace=workspace, out_dir=out,
         formats=tuple(_id_list(formats)), run=run, user=user, target=target, method=method,
@@ -693,6 +715,43 @@ def heatmap_cmd(
     else:
         typer.echo(f"report: {result.paths['scores.json'].parent}")
         typer.echo(f"scores: {result.paths['scores.json']}")
+
+
+def _content_heatmaps(ids: Any, *, top_drift: int | None, user: str | None, target: str | None,
+                      method: str, steps: int, baseline: str | None, modality: str,
+                      out: Path | None, formats: str, encoder: str | None, dataset: str | None,
+                      workspace: str | None, progress: bool) -> None:
+    """``heatmap`` on a dataset without a trained run: the encoder alone (model-free)."""
+    from befa_viz import pipeline
+    from befa_viz.errors import ConfigError
+
+    ws = pipeline.Workspace(workspace)
+    name = ws.resolve_dataset(dataset)
+    why = ("it was imported as items only" if ws.load_dataset(name).items_only
+           else f"it has no complete run with {modality} features")
+    if top_drift is not None or user is not None:
+        raise ConfigError(f"Dataset {name!r} cannot use --top-drift or --user: {why}, and both "
+                          "need a trained recommender. Explain items with --item/--items and "
+                          "--target content_focus.")
+    if target is not None and target not in pipeline.MODEL_FREE_TARGETS:
+        raise ConfigError(f"Target {target!r} needs a trained recommender, but dataset {name!r} "
+                          f"has none ({why}). Use --target content_focus (the encoder alone), "
+                          "or train a run first.")
+    typer.echo(f"dataset {name!r}: {why}; explaining the encoder alone "
+               f"(target {target or 'content_focus'})")
+    folder = out or ws.reports_dir / "heatmaps" / f"{name}-{modality}-{method}-content"
+    res = pipeline.content_heatmaps(
+        ids, workspace=ws, dataset=name, modality=modality, target=target or "content_focus",
+        method=method, n_steps=steps, baseline=baseline, encoder=encoder, out_dir=folder,
+        formats=tuple(_id_list(formats)), progress=progress)
+    p = res.attributions[0].params
+    typer.echo(f"{modality}: encoder {res.encoder}, method {method}"
+               + (f" ({p['n_steps']} steps, baseline {p.get('baseline')})" if "n_steps" in p
+                  else ""))
+    for a in res.attributions:
+        delta = f", IG completeness error {a.delta:.2g}" if a.delta is not None else ""
+        typer.echo(f"  {a.item_id}: {', '.join(x.name for x in res.paths[a.item_id])}{delta}")
+    typer.echo(f"report: {res.out_dir}")
 
 
 # ---- demo / benchmark commands ----------------------------------------------------------

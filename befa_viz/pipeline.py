@@ -573,6 +573,8 @@ def _train_config(
         over[f"features.{m}"] = str(Path(p).expanduser().resolve())
     cfg = load_train_config(config_file, over, model=model)
     name = ws.resolve_dataset(dataset or cfg.dataset, require=require)
+    ds = ws.load_dataset(name)
+    _refuse_items_only(ds)
     cfg = cfg.replace(dataset=name)
     if getattr(MODELS.get(cfg.model), "multimodal", True) and not cfg.features:
         found = latest_features(ws, name, cfg.modalities)
@@ -583,7 +585,20 @@ def _train_config(
             )
         log.info("Using features %s", ", ".join(f"{m}: {p}" for m, p in found.items()))
         cfg = cfg.replace(features={m: str(p) for m, p in found.items()})
-    return cfg, ws.load_dataset(name)
+    return cfg, ds
+
+
+def _refuse_items_only(ds: Any) -> None:
+    """Training needs interactions: refuse an items-only dataset with what it can do."""
+    from befa_viz.errors import DataError
+
+    if ds.items_only:
+        raise DataError(
+            f"Dataset {ds.name!r} has no interactions (imported as items only), so there is "
+            "nothing to train on. Encode it ('befa-viz encode') and explain its items with a "
+            f"model-free target ('befa-viz heatmap --dataset {ds.name} --target content_focus "
+            "--item ID'), or import it again with its interactions."
+        )
 
 
 def train_model(
@@ -779,7 +794,9 @@ def run_sweep(
 
             raise ConfigError(f"No features for dataset {name!r}: run 'befa-viz encode' first.")
         over.update({f"features.{m}": str(p) for m, p in found.items()})
-    return sweep(ws.load_dataset(name), {**base, "sweep": grid}, runs_dir=ws.runs_dir,
+    ds = ws.load_dataset(name)
+    _refuse_items_only(ds)
+    return sweep(ds, {**base, "sweep": grid}, runs_dir=ws.runs_dir,
                  reports_dir=ws.reports_dir, overrides=over, progress=progress)
 
 
@@ -1250,9 +1267,10 @@ def resolve_attribution_run(
     workspace: Workspace | str | os.PathLike[str] | None = None,
     run: Any = None,
     modality: str = "image",
+    dataset: str | None = None,
 ) -> Any:  # -> Run
     """The run to explain: a :class:`~befa_viz.train.Run`, a name or folder, or (``None``) the
-    newest complete run of the current (latest) dataset that has ``modality`` features.
+    newest complete run of ``dataset`` (default: the latest) that has ``modality`` features.
 
     A name, folder or ``None`` opens the run through the in-process run memo (see
     :func:`clear_memos`): the returned run may be shared, treat it as read-only."""
@@ -1264,7 +1282,7 @@ def resolve_attribution_run(
     ws = _attr_ws(workspace)
     if run is not None:
         return _open_run(resolve_run(ws, run))
-    dataset = ws.resolve_dataset()
+    dataset = ws.resolve_dataset(dataset)
     runs = ws.run_dirs(dataset=dataset)
     with_mod = [p for p in runs
                 if modality in json.loads((p / "run.json").read_text()).get("features", {})]
@@ -2160,6 +2178,186 @@ def heatmap_report(
              else write_item_reports(exps, out, formats))
     return HeatmapReport(exps, out, paths)
 
+
+#: Targets that need no trained model: they explain the pretrained encoder alone.
+MODEL_FREE_TARGETS = ("content_focus", "random")
+
+
+@_dataclass
+class ContentHeatmaps:
+    """Model-free heatmaps of a dataset's items (:func:`content_heatmaps`).
+
+    Attributes:
+        dataset: The dataset explained.
+        encoder: Key of the encoder whose features were explained.
+        attributions: One per item, in the order asked.
+        out_dir: Output folder (``None`` if nothing was written).
+        paths: ``{item_id: [written files]}``.
+    """
+
+    dataset: str
+    encoder: str
+    attributions: list[Any]
+    out_dir: Path | None = None
+    paths: dict[str, list[Path]] = _field(default_factory=dict)
+
+
+def has_explainable_run(workspace: Workspace | str | os.PathLike[str] | None = None,
+                        dataset: str | None = None, modality: str = "image") -> bool:
+    """Whether ``dataset`` (default: the latest) has a complete run with ``modality``
+    features, i.e. whether model targets can be explained at all."""
+    ws = _attr_ws(workspace)
+    name = ws.resolve_dataset(dataset)
+    if ws.load_dataset(name).items_only:
+        return False
+    return any(modality in json.loads((p / "run.json").read_text()).get("features", {})
+               for p in ws.run_dirs(dataset=name))
+
+
+def content_heatmaps(
+    item_ids: Any,
+    *,
+    workspace: Workspace | str | os.PathLike[str] | None = None,
+    dataset: str | None = None,
+    modality: str = "image",
+    target: str = "content_focus",
+    method: str = "ig",
+    n_steps: int = 32,
+    baseline: str | None = None,
+    encoder: str | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    formats: Any = ("png",),
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = False,
+) -> ContentHeatmaps:
+    """Explain items with a model-free target (the pretrained encoder alone), no run needed.
+
+    This is what an items-only catalog (imported without interactions) can be explained
+    with, and what any dataset without a trained run offers: ``content_focus`` attributes
+    ⟨E(x), E(x₀)/‖E(x₀)‖⟩, i.e. what the encoder's feature of the item is built from.
+
+    Args:
+        item_ids: Raw item ids, or one id.
+        workspace: Workspace (or its folder).
+        dataset: Dataset name; default the latest (announced).
+        modality: ``"image"`` or ``"text"``.
+        target: ``content_focus`` or ``random`` (:data:`MODEL_FREE_TARGETS`).
+        method: Name in ``befa_viz.attribution.ATTRIBUTIONS``.
+        n_steps: Integration steps (path methods).
+        baseline: Baseline of path methods (default ``blur`` / ``pad``).
+        encoder: Encoder key; default the one that encoded the dataset's newest features
+            of ``modality`` (``befa-viz encode``).
+        out_dir: Write one figure (``formats``) and the attribution (``.npz``) per item
+            here; ``None`` writes nothing.
+        formats: Figure formats (``png``, ``svg``, ``pdf``).
+        seed: Seed of random targets and noisy methods.
+        device: Torch device.
+        progress: Progress bar over the items.
+
+    Returns:
+        The attributions (and written paths).
+
+    Raises:
+        ConfigError: A target that needs a model, an unknown method or modality, or no
+            encoder known for the dataset.
+        UnknownNameError: An unknown item id.
+        DataError: An item without an image (image) or text (text).
+    """
+    from befa_viz.attribution import ATTRIBUTIONS, explain
+    from befa_viz.encoders import create_encoder
+    from befa_viz.encoders.store import item_text
+    from befa_viz.errors import ConfigError, DataError
+
+    if target not in MODEL_FREE_TARGETS:
+        raise ConfigError(
+            f"Target {target!r} needs a trained recommender; without a run only the model-free "
+            f"targets {', '.join(MODEL_FREE_TARGETS)} apply (--target content_focus)."
+        )
+    if modality not in DEFAULT_BASELINES:
+        raise ConfigError(f"modality must be 'image' or 'text'; got {modality!r}.")
+    ATTRIBUTIONS.get(method)
+    ws = _attr_ws(workspace)
+    name = ws.resolve_dataset(dataset)
+    ds = ws.load_dataset(name)
+    text_field = "text"
+    if encoder is None:
+        found = latest_features(ws, name, [modality]).get(modality)
+        man = found / "manifest.json" if found is not None else None
+        if man is None or not man.is_file() or not json.loads(man.read_text()).get("encoder"):
+            raise ConfigError(
+                f"No encoder is known for the {modality} of dataset {name!r}: encode it first "
+                f"('befa-viz encode -d {name}') or name one (--encoder KEY, e.g. "
+                f"{DEFAULT_IMAGE_ENCODER if modality == 'image' else DEFAULT_TEXT_ENCODER})."
+            )
+        manifest = json.loads(man.read_text())
+        encoder = str(manifest["encoder"])
+        text_field = str((manifest.get("policies") or {}).get("text_field", "text"))
+        log.info("explaining with encoder %s (it encoded %s)", encoder, found)
+    enc = create_encoder(encoder, modality=modality)
+    if device is not None:
+        enc.to(device)
+    ids = [item_ids] if isinstance(item_ids, (str, int)) else list(item_ids)
+    if not ids:
+        raise ConfigError("No item ids given.")
+    idx = [ds.catalog.index_of(i) for i in ids]
+    inputs: list[Any] = []
+    for i in idx:
+        iid = ds.catalog.item_ids[i]
+        if modality == "image":
+            if not ds.catalog.has_image(i):
+                raise DataError(f"Item {iid!r} has no image in dataset {name!r}; explain its "
+                                "text instead (--modality text).")
+            inputs.append(ds.catalog.image(i))
+        else:
+            text = item_text(ds.catalog, i, text_field)
+            if not text.strip():
+                raise DataError(f"Item {iid!r} has no text in dataset {name!r}; explain its "
+                                "image instead (--modality image).")
+            inputs.append(text)
+    options = _method_options(method, modality, n_steps, baseline, ds, enc)
+    atts: list[Any] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(idx), desc=f"{method} {modality}", unit="map")
+    try:
+        for j, i in enumerate(idx):  # one item at a time: content_focus's reference is per item
+            with _COMPUTE_LOCK:
+                (att,) = explain(enc, None, [inputs[j]], [i], target=target, method=method,
+                                 modality=modality, item_ids=[ds.catalog.item_ids[i]],
+                                 seed=seed, **dict(options))
+            att.params.update({"dataset": name, "dataset_fingerprint": ds.fingerprint(),
+                               "encoder": encoder, "encoder_fingerprint": enc.fingerprint()})
+            atts.append(att)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    result = ContentHeatmaps(name, encoder, atts)
+    if out_dir is not None:
+        result.out_dir = _write_content_files(atts, Path(out_dir).expanduser(), formats)
+        result.paths = {a.item_id: sorted(result.out_dir.glob(f"{_slug(a.item_id)}.*"))
+                        for a in atts}
+    return result
+
+
+def _write_content_files(atts: list[Any], out: Path, formats: Any) -> Path:
+    from befa_viz.viz import heatmap_figure, save_figure, token_figure
+
+    _check_out_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for att in atts:
+        base = out / _slug(att.item_id)
+        fig = heatmap_figure(att) if att.modality == "image" else token_figure(att)
+        save_figure(fig, base, tuple(f for f in formats if f != "html"))
+        att.save(base.with_suffix(".npz"))
+    return out
+
+
+__all__ += ["ContentHeatmaps", "MODEL_FREE_TARGETS", "content_heatmaps", "has_explainable_run"]
 
 # ---- end attribution verbs ---------------------------------------------------------------
 

@@ -28,6 +28,7 @@ __all__ = ["Workspace", "WORKSPACE_ENV", "CACHE_ENV"]
 WORKSPACE_ENV = "BEFA_VIZ_WORKSPACE"
 CACHE_ENV = "BEFA_VIZ_CACHE"
 log = logging.getLogger(__name__)
+_ANNOUNCED: set[tuple[str, str, int]] = set()  # (root, dataset, n) whose choice was logged
 
 
 class Workspace:
@@ -115,6 +116,9 @@ class Workspace:
                     f"{require} needs the dataset named: pass --dataset NAME (dataset=NAME)."
                 )
             chosen = names[-1]
+            if (str(self.root), chosen, len(names)) in _ANNOUNCED:
+                return chosen  # said once per process (a command resolves it several times)
+            _ANNOUNCED.add((str(self.root), chosen, len(names)))
             if len(names) > 1:
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(
                     (self.dataset_dir(chosen) / "dataset.json").stat().st_mtime))
