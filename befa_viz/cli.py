@@ -8,8 +8,28 @@ import warnings
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from befa_viz.errors import BefaVizError
+
+
+class _CliInterrupt(Exception):  # noqa: N818  # carries a KeyboardInterrupt past typer
+    """Ctrl-C inside a command, carried past typer (which turns it into a bare exit 130)."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        super().__init__(str(interrupt))
+        self.interrupt = interrupt
+
+
+class _Group(TyperGroup):
+    """The root group: keeps a command's Ctrl-C (and its message) for :func:`main`."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:
+            raise _CliInterrupt(e) from e
+
 
 app = typer.Typer(
     name="befa-viz",
@@ -17,6 +37,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=_Group,
 )
 
 _state = {"verbose": False}
@@ -360,8 +381,12 @@ def encode_cmd(
         table = result.tables[modality]
         if not result.complete[modality]:
             state = f"shard {shard} written; other shards pending (run without --shard to merge)"
+        elif result.reused[modality]:
+            state = "reused cache"
+        elif result.resumed.get(modality):
+            state = f"encoded, resumed with {result.resumed[modality]} chunk(s) kept"
         else:
-            state = "reused cache" if result.reused[modality] else "encoded"
+            state = "encoded"
         n_missing = len(table.manifest.get("missing_items", []))
         extra = f", {n_missing} item(s) as zero rows" if n_missing else ""
         typer.echo(f"{modality}: {path} [{table.encoder_key}, {table.n_items}x{table.dim}, "
@@ -843,12 +868,16 @@ def demo_cmd(
 def main() -> None:
     """Console entry point: a BefaVizError prints one line and exits 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+    except _CliInterrupt as e:
+        _interrupted(e.interrupt)
     except BefaVizError as e:
         if _state["verbose"]:
             raise
         typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
         sys.exit(2)
+    except KeyboardInterrupt as e:  # outside a command (e.g. while parsing)
+        _interrupted(e)
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(1)
@@ -856,6 +885,20 @@ def main() -> None:
         usage = cast("_UsageError", e)  # every class click_exceptions() returns has these
         usage.show()
         sys.exit(usage.exit_code)
+    if isinstance(code, int) and code:  # typer.Exit(code) (130 for a Ctrl-C outside commands)
+        sys.exit(code)
+
+
+def _interrupted(e: KeyboardInterrupt) -> None:
+    """Ctrl-C: one line saying what was kept (``Interrupted``'s message), exit status 130."""
+    from befa_viz.errors import Interrupted
+
+    if _state["verbose"]:
+        import traceback
+
+        traceback.print_exception(e)
+    typer.echo(str(e) if isinstance(e, Interrupted) else "interrupted", err=True)
+    sys.exit(130)
 
 
 class _UsageError(Protocol):
@@ -877,3 +920,7 @@ def click_exceptions() -> tuple[type[Exception], ...]:
     except ImportError:
         pass
     return tuple(found)
+
+
+if __name__ == "__main__":  # python -m befa_viz.cli
+    main()

@@ -412,6 +412,7 @@ class EncodeResult(dict[str, Path]):  # a dict subclass: callers keep using it a
         tables: ``{modality: FeatureTable}``.
         reused: ``{modality: True if the stored entry was reused}``.
         complete: ``{modality: False if only this shard's rows exist so far}``.
+        resumed: ``{modality: chunks kept by an interrupted run and not encoded again}``.
     """
 
     def __init__(self, dataset: str) -> None:
@@ -420,6 +421,7 @@ class EncodeResult(dict[str, Path]):  # a dict subclass: callers keep using it a
         self.tables: dict = {}
         self.reused: dict[str, bool] = {}
         self.complete: dict[str, bool] = {}
+        self.resumed: dict[str, int] = {}
 
 
 def encode_dataset(
@@ -490,6 +492,7 @@ def encode_dataset(
         result.tables[modality] = table
         result.reused[modality] = bool(table.manifest.get("reused", False))
         result.complete[modality] = table.manifest.get("complete", True) is not False
+        result.resumed[modality] = int(table.manifest.get("resumed_chunks", 0) or 0)
     return result
 
 
@@ -1387,6 +1390,7 @@ class _Job:
     batch_size: int
     dataset_fingerprint: str = ""
     bar: Any = None
+    kept: int = 0  # maps computed and stored in the cache by this call (for Ctrl-C)
 
 
 def _inputs(job: _Job, idx: list[int]) -> list[Any]:
@@ -1463,9 +1467,12 @@ def _attributions(job: _Job, variant: str, items: list[int], target: str
                 item_ids=[job.ds.catalog.item_ids[i] for i in chunk],
                 users=job.ds.interactions.train(), user_idx=job.user_idx, seed=job.seed,
                 **job.options)
-            for a in res:
+            for j, a in zip(missing[s: s + step], res, strict=True):
                 a.params.update(run=run.name, variant=variant,
                                 pair=f"{variant}_adapter", user=job.user)
+                if job.use_cache:  # stored at once, so that Ctrl-C keeps what is done
+                    job.cache.put(keys[j], a)
+                    job.kept += 1
             out.extend(res)
             if job.bar is not None:
                 job.bar.update(len(chunk))
@@ -1842,6 +1849,7 @@ def explain_items(
     try:
         maps: dict[str, list[Any]] = {}
         hits: dict[str, list[bool]] = {}
+        rel_hits: list[bool] = []
         for v in runs:
             maps[v], hits[v] = _attributions(job, v, idx, _target_for(v, target))
         rel_maps: list[Any] | None = None
@@ -1849,10 +1857,22 @@ def explain_items(
             if target == "behaviour_alignment" and rel_variant in maps:
                 rel_maps = maps[rel_variant]
             else:
-                rel_maps, _ = _attributions(job, rel_variant, idx, "behaviour_alignment")
+                rel_maps, rel_hits = _attributions(job, rel_variant, idx,
+                                                   "behaviour_alignment")
+    except KeyboardInterrupt:
+        from befa_viz.errors import Interrupted
+
+        if not use_cache:
+            raise Interrupted("interrupted; nothing kept (--no-cache)") from None
+        raise Interrupted(f"interrupted; {job.kept} of {total} maps kept in the cache, rerun "
+                          "resumes") from None
     finally:
         if job.bar is not None:
             job.bar.close()
+    n_hits = sum(map(sum, hits.values())) + sum(rel_hits)
+    if use_cache and 0 < n_hits < total:
+        log.info("resumed: %d of %d maps came from the cache, %d computed", n_hits, total,
+                 job.kept)
 
     sanity_out: dict[str, Any] = {}
     if sanity:

@@ -40,7 +40,7 @@ import yaml
 from befa_viz.cache import atomic_write_bytes, hash_key
 from befa_viz.config import load_config
 from befa_viz.data.types import RecDataset
-from befa_viz.errors import ConfigError, DataError, StaleArtifactError
+from befa_viz.errors import ConfigError, DataError, Interrupted, StaleArtifactError
 from befa_viz.train.config import TrainConfig
 from befa_viz.train.features import FeatureFile, load_feature_file
 from befa_viz.train.trainer import TrainState, build_model, check_dataset, fit
@@ -525,7 +525,7 @@ def train(
             if info.get("status") == "complete" and done:
                 log.info("Run %s is already complete; nothing to resume.", name)
                 return Run.load(run_dir, device=config.device)
-            log.info("Resuming run %s from epoch %d.", name, state.epoch if state else 0)
+            log.info("resumed run %s from epoch %d", name, state.epoch if state else 0)
         else:
             status = _read_json(run_dir / "run.json").get("status", "unknown") \
                 if (run_dir / "run.json").is_file() else "unknown"
@@ -571,7 +571,10 @@ def train(
             "best_valid": state.best_valid, "stopped_early": state.stopped_early,
             "epochs_run": state.epoch, **extra})
 
+    kept = {"epoch": state.epoch if state is not None else 0}
+
     def checkpoint(state: TrainState, model: torch.nn.Module, improved: bool) -> None:
+        kept["epoch"] = state.epoch
         if improved:
             _save_safetensors(run_dir / "model.safetensors", _dense_state(model),
                               {"epoch": state.epoch, **ident})
@@ -590,6 +593,10 @@ def train(
     except BaseException as e:
         info.update(status="interrupted", updated=_now(), error=f"{type(e).__name__}: {e}")
         _write_json(run_dir / "run.json", info)
+        if isinstance(e, KeyboardInterrupt) and not isinstance(e, Interrupted):
+            raise Interrupted(
+                f"interrupted; {kept['epoch']} of {config.epochs} epochs kept (run {name}), "
+                "rerun with --resume resumes") from None
         raise
     n_epochs = max(len(result.state.history), 1)
     info.update(
