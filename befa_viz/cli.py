@@ -4,10 +4,32 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from befa_viz.errors import BefaVizError
+
+
+class _CliInterrupt(Exception):  # noqa: N818  # carries a KeyboardInterrupt past typer
+    """Ctrl-C inside a command, carried past typer (which turns it into a bare exit 130)."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        super().__init__(str(interrupt))
+        self.interrupt = interrupt
+
+
+class _Group(TyperGroup):
+    """The root group: keeps a command's Ctrl-C (and its message) for :func:`main`."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:
+            raise _CliInterrupt(e) from e
+
 
 app = typer.Typer(
     name="befa-viz",
@@ -15,6 +37,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=_Group,
 )
 
 _state = {"verbose": False}
@@ -27,12 +50,55 @@ def _root(
 ) -> None:
     _state["verbose"] = verbose
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s")
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(h)  # a previous invocation's (in-process callers, tests)
+    handler = _StderrHandler()
+    handler.setFormatter(_LineFormatter(verbose))
+    root.addHandler(handler)
+    root.setLevel(level)
+    warnings.showwarning = _show_warning
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (CliRunner and pytest swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ assigns it; ignore
+        pass
+
+
+class _LineFormatter(logging.Formatter):
+    """Log records as one line: ``warning: ...`` / ``error: ...`` / the bare message."""
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            msg = f"{record.levelname.lower()}: {msg}"
+        if self.verbose and record.exc_info:
+            msg += "\n" + self.formatException(record.exc_info)
+        return msg
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Python warnings as one ``warning: ...`` line (the location only with ``--verbose``)."""
+    text = " ".join(str(message).split())
+    where = f" [{category.__name__} at {filename}:{lineno}]" if _state["verbose"] else ""
+    typer.echo(f"warning: {text}{where}", err=True)
 
 
 # ---- data commands ----------------------------------------------------------------------
 from pathlib import Path  # noqa: E402
-from typing import Any, Protocol, cast  # noqa: E402
+from typing import Protocol, cast  # noqa: E402
 
 data_app = typer.Typer(
     help="Import, validate, summarise and export datasets.", no_args_is_help=True
@@ -69,11 +135,26 @@ def _fmt_split(split: dict[str, int]) -> str:
 @data_app.command("kinds")
 def data_kinds() -> None:
     """List the dataset importers (befa_viz.data.DATASETS) and their options."""
-    from befa_viz.data.registry import DATASETS, importer_options
+    import textwrap
+
+    from befa_viz.data.registry import DATASETS, importer_option_specs
 
     for kind in DATASETS.names():
-        opts = ", ".join(o for o in importer_options(kind) if o != "name")
-        typer.echo(f"{kind}: {opts}")
+        doc = (DATASETS.get(kind).__doc__ or "").strip().splitlines()
+        typer.echo(f"{kind}: {doc[0] if doc else ''}")
+        for o in importer_option_specs(kind):
+            if o.name == "name":
+                continue
+            default = o.default
+            shown = ("none" if default is None else ",".join(map(str, default))
+                     if isinstance(default, (list, tuple)) else str(default).lower()
+                     if isinstance(default, bool) else str(default))
+            typer.echo(f"  -o {o.name}={o.type if o.choices else f'<{o.type}>'}"
+                       f"  (default: {shown or repr('')})")
+            if o.help:
+                typer.echo(textwrap.fill(o.help, width=96, initial_indent="      ",
+                                         subsequent_indent="      "))
+    typer.echo("Give options as -o key=value (repeatable); lists as -o key=a,b.")
 
 
 @data_app.command("import")
@@ -117,12 +198,21 @@ def data_import(
              "check_images": check_images}
     opts.update({k: v for k, v in flags.items() if v is not None})
     ws = _data_workspace(workspace)
-    folder = pipeline.import_dataset(kind, path, workspace=ws, name=name, overwrite=overwrite,
-                                     **opts)
+    try:
+        folder = pipeline.import_dataset(kind, path, workspace=ws, name=name,
+                                         overwrite=overwrite, **opts)
+    except BefaVizError as e:  # the importer's Python-form hints, in the command-line form
+        from befa_viz.data.registry import cli_hint
+
+        raise type(e)(cli_hint(kind, str(e))) from e
     s = pipeline.dataset_stats(folder.name, workspace=ws)
     typer.echo(f"Imported {s['name']!r} ({kind}) -> {folder}")
-    typer.echo(f"  {s['users']:,} users, {s['items']:,} items, {s['interactions']:,} "
-               f"interactions ({_fmt_split(s['split'])})")
+    if s["interactions"] == 0:
+        typer.echo(f"  {s['items']:,} items only, no interactions: encode it and explain "
+                   "items with model-free targets (content_focus); training needs interactions")
+    else:
+        typer.echo(f"  {s['users']:,} users, {s['items']:,} items, {s['interactions']:,} "
+                   f"interactions ({_fmt_split(s['split'])})")
     typer.echo(f"  items with image {s['items_with_image']:,}, with text {s['items_with_text']:,}"
                + (f"; features {s['imported_features']}" if s["imported_features"] else ""))
 
@@ -194,16 +284,27 @@ def data_export(
     dataset: str | None = typer.Option(None, "--dataset", "-d", help=_DATASET_HELP),
     workspace: Path | None = typer.Option(None, "--workspace", "-w", help=_DATA_WS_HELP),
     name: str | None = typer.Option(None, "--name", help="Base name of the .inter file."),
+    features: bool = typer.Option(True, "--features/--no-features",
+                                  help="Also write the dataset's features (newest encoded, "
+                                       "else imported) as <modality>_feat.npy."),
 ) -> None:
-    """Export a dataset (and its imported features) to another format."""
+    """Export a dataset and its features (encoded or imported) to another format."""
     from befa_viz import pipeline
 
     if fmt != "mmrec":
         raise typer.BadParameter(f"unknown format {fmt!r}; choose one of: mmrec.",
                                  param_hint="--format")
     folder = pipeline.export_mmrec(out, dataset=dataset, workspace=_data_workspace(workspace),
-                                   name=name)
+                                   name=name, include_features=features)
     typer.echo(f"Exported to {folder}: " + ", ".join(sorted(p.name for p in folder.iterdir())))
+    prov_path = folder / "features.json"
+    if features and prov_path.is_file():
+        import json
+
+        for m, p in json.loads(prov_path.read_text())["modalities"].items():
+            typer.echo(f"  {m}_feat.npy: {p.get('encoder') or p['source']} ({p['path']})")
+    elif features:
+        typer.echo("  no features: none encoded or imported (run 'befa-viz encode' first)")
 
 
 @data_app.command("synth")
@@ -318,8 +419,12 @@ def encode_cmd(
         table = result.tables[modality]
         if not result.complete[modality]:
             state = f"shard {shard} written; other shards pending (run without --shard to merge)"
+        elif result.reused[modality]:
+            state = "reused cache"
+        elif result.resumed.get(modality):
+            state = f"encoded, resumed with {result.resumed[modality]} chunk(s) kept"
         else:
-            state = "reused cache" if result.reused[modality] else "encoded"
+            state = "encoded"
         n_missing = len(table.manifest.get("missing_items", []))
         extra = f", {n_missing} item(s) as zero rows" if n_missing else ""
         typer.echo(f"{modality}: {path} [{table.encoder_key}, {table.n_items}x{table.dim}, "
@@ -375,6 +480,30 @@ def _features_arg(image: Path | None, text: Path | None, extra: list[str] | None
 
 _WS_HELP = "Workspace folder (default $BEFA_VIZ_WORKSPACE or ./befa-workspace)."
 _SET_HELP = "Config override key=value (repeatable), e.g. --set lr=5e-4 --set model_params.reg_weight=1e-3."
+_TRACK_HELP = ("Log the run(s) to an experiment tracker: 'mlflow' (params, per-epoch metrics, "
+               "gate, figures; local store <workspace>/mlruns, no network). Off by default.")
+_TRACK_URI_HELP = "Tracking store: a folder or URI (default <workspace>/mlruns)."
+
+
+def _track_option() -> Any:
+    return typer.Option(None, "--track", parser=_registry_parser("tracker", lambda: ["mlflow"]),
+                        metavar="mlflow", help=_TRACK_HELP)
+
+
+def _track(track: str | None, runs: Any, workspace: Any, uri: str | None, experiment: str | None,
+           artifacts: Any = ()) -> None:
+    """Log runs to the tracker (``--track``) and say where they went."""
+    if track is None:
+        return
+    from befa_viz.pipeline import track_runs
+
+    done = track_runs(runs, workspace, tracker=track, tracking_uri=uri, experiment=experiment,
+                      artifacts=artifacts)
+    for t in done:
+        state = "already tracked" if t.reused else "tracked"
+        typer.echo(f"{track}: {state} as run {t.run_id} (experiment {t.experiment!r})")
+    if done:
+        typer.echo(f"  view: {done[0].view_command()}")
 
 
 def _fmt_metrics(m: dict[str, float], keys: tuple[str, ...] = ("Recall@10", "Recall@20",
@@ -413,6 +542,10 @@ def train_cmd(
                                              "the official BeFA code); default: the config's."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+    track: str = _track_option(),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help=_TRACK_URI_HELP),
+    experiment: str = typer.Option(None, "--experiment", help="Tracker experiment name "
+                                   "(default befa-viz)."),
 ) -> None:
     """Train a recommender, with or without the BeFA adapter, MMRec protocol."""
     from befa_viz.pipeline import train_model
@@ -438,6 +571,7 @@ def train_cmd(
     for m, d in run.feature_drift.items():
         typer.echo(f"fine-tuned {m} features: cosine to the encoder output mean {d['mean']:.3f}, "
                    f"min {d['min']:.3f}")
+    _track(track, run, workspace, tracking_uri, experiment)
 
 
 @app.command("evaluate")
@@ -475,6 +609,10 @@ def compare_cmd(
     device: str = typer.Option(None, "--device"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+    track: str = _track_option(),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help=_TRACK_URI_HELP),
+    experiment: str = typer.Option(None, "--experiment", help="Tracker experiment name "
+                                   "(default befa-viz)."),
 ) -> None:
     """Train a backbone with and without BeFA over seeds; table, paired tests, figure."""
     from befa_viz.pipeline import compare_adapter
@@ -487,6 +625,8 @@ def compare_cmd(
     typer.echo(result.format())
     for kind, path in result.paths.items():
         typer.echo(f"{kind}: {path}")
+    _track(track, [r for rs in result.runs.values() for r in rs], workspace, tracking_uri,
+           experiment, artifacts=list(result.paths.values()))
 
 
 @app.command("sweep")
@@ -500,6 +640,10 @@ def sweep_cmd(
     set_: list[str] = typer.Option(None, "--set", help=_SET_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+    track: str = _track_option(),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help=_TRACK_URI_HELP),
+    experiment: str = typer.Option(None, "--experiment", help="Tracker experiment name "
+                                   "(default befa-viz)."),
 ) -> None:
     """Train every combination of a sweep; best by validation metric (never test)."""
     from befa_viz.pipeline import run_sweep
@@ -510,6 +654,8 @@ def sweep_cmd(
     typer.echo(result.format())
     for kind, path in result.paths.items():
         typer.echo(f"{kind}: {path}")
+    _track(track, result.runs, workspace, tracking_uri, experiment,
+           artifacts=list(result.paths.values()))
 
 
 # ---- end train commands -----------------------------------------------------------------
@@ -587,11 +733,21 @@ def heatmap_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress",
                                   help="Progress bar while maps are computed."),
     workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+    dataset: str = typer.Option(None, "--dataset", "-d",
+                                help="Dataset (default: the latest); its newest run is "
+                                     "explained, or, without a run (e.g. items only), the "
+                                     "encoder alone with a model-free target."),
+    encoder: str = typer.Option(None, "--encoder",
+                                help="Encoder key for model-free targets without a run "
+                                     "(default: the one that encoded the dataset)."),
 ) -> None:
     """Attribute items' images or texts without and with BeFA; write reports and scores.
 
-    Item ids are the dataset's original ids (e.g. MovieLens movie ids).
+    Item ids are the dataset's original ids (e.g. MovieLens movie ids). A dataset without a
+    trained run (an items-only catalog) is explained with a model-free target
+    (content_focus: what the encoder's feature is built from).
     """
+    from befa_viz import pipeline
     from befa_viz.pipeline import heatmap_report
 
     given = [x for x in (item, items, top_drift) if x is not None]
@@ -601,6 +757,14 @@ def heatmap_cmd(
     ids: Any = item if item is not None else (_id_list(items) if items is not None else None)
     if items is not None and not ids:
         raise typer.BadParameter("no item ids in --items.", param_hint="--items")
+    if run is None and not pipeline.has_explainable_run(workspace, dataset, modality):
+        _content_heatmaps(ids, top_drift=top_drift, user=user, target=target, method=method,
+                          steps=steps, baseline=baseline, modality=modality, out=out,
+                          formats=formats, encoder=encoder, dataset=dataset,
+                          workspace=workspace, progress=progress)
+        return
+    if run is None and dataset is not None:
+        run = str(pipeline.resolve_attribution_run(workspace, None, modality, dataset).path)
     result = heatmap_report(
         ids, top_drift=top_drift, workspace=workspace, out_dir=out,
         formats=tuple(_id_list(formats)), run=run, user=user, target=target, method=method,
@@ -630,6 +794,43 @@ def heatmap_cmd(
     else:
         typer.echo(f"report: {result.paths['scores.json'].parent}")
         typer.echo(f"scores: {result.paths['scores.json']}")
+
+
+def _content_heatmaps(ids: Any, *, top_drift: int | None, user: str | None, target: str | None,
+                      method: str, steps: int, baseline: str | None, modality: str,
+                      out: Path | None, formats: str, encoder: str | None, dataset: str | None,
+                      workspace: str | None, progress: bool) -> None:
+    """``heatmap`` on a dataset without a trained run: the encoder alone (model-free)."""
+    from befa_viz import pipeline
+    from befa_viz.errors import ConfigError
+
+    ws = pipeline.Workspace(workspace)
+    name = ws.resolve_dataset(dataset)
+    why = ("it was imported as items only" if ws.load_dataset(name).items_only
+           else f"it has no complete run with {modality} features")
+    if top_drift is not None or user is not None:
+        raise ConfigError(f"Dataset {name!r} cannot use --top-drift or --user: {why}, and both "
+                          "need a trained recommender. Explain items with --item/--items and "
+                          "--target content_focus.")
+    if target is not None and target not in pipeline.MODEL_FREE_TARGETS:
+        raise ConfigError(f"Target {target!r} needs a trained recommender, but dataset {name!r} "
+                          f"has none ({why}). Use --target content_focus (the encoder alone), "
+                          "or train a run first.")
+    typer.echo(f"dataset {name!r}: {why}; explaining the encoder alone "
+               f"(target {target or 'content_focus'})")
+    folder = out or ws.reports_dir / "heatmaps" / f"{name}-{modality}-{method}-content"
+    res = pipeline.content_heatmaps(
+        ids, workspace=ws, dataset=name, modality=modality, target=target or "content_focus",
+        method=method, n_steps=steps, baseline=baseline, encoder=encoder, out_dir=folder,
+        formats=tuple(_id_list(formats)), progress=progress)
+    p = res.attributions[0].params
+    typer.echo(f"{modality}: encoder {res.encoder}, method {method}"
+               + (f" ({p['n_steps']} steps, baseline {p.get('baseline')})" if "n_steps" in p
+                  else ""))
+    for a in res.attributions:
+        delta = f", IG completeness error {a.delta:.2g}" if a.delta is not None else ""
+        typer.echo(f"  {a.item_id}: {', '.join(x.name for x in res.paths[a.item_id])}{delta}")
+    typer.echo(f"report: {res.out_dir}")
 
 
 # ---- demo / benchmark commands ----------------------------------------------------------
@@ -725,12 +926,16 @@ def demo_cmd(
 def main() -> None:
     """Console entry point: a BefaVizError prints one line and exits 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+    except _CliInterrupt as e:
+        _interrupted(e.interrupt)
     except BefaVizError as e:
         if _state["verbose"]:
             raise
         typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
         sys.exit(2)
+    except KeyboardInterrupt as e:  # outside a command (e.g. while parsing)
+        _interrupted(e)
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(1)
@@ -738,6 +943,20 @@ def main() -> None:
         usage = cast("_UsageError", e)  # every class click_exceptions() returns has these
         usage.show()
         sys.exit(usage.exit_code)
+    if isinstance(code, int) and code:  # typer.Exit(code) (130 for a Ctrl-C outside commands)
+        sys.exit(code)
+
+
+def _interrupted(e: KeyboardInterrupt) -> None:
+    """Ctrl-C: one line saying what was kept (``Interrupted``'s message), exit status 130."""
+    from befa_viz.errors import Interrupted
+
+    if _state["verbose"]:
+        import traceback
+
+        traceback.print_exception(e)
+    typer.echo(str(e) if isinstance(e, Interrupted) else "interrupted", err=True)
+    sys.exit(130)
 
 
 class _UsageError(Protocol):
@@ -759,3 +978,7 @@ def click_exceptions() -> tuple[type[Exception], ...]:
     except ImportError:
         pass
     return tuple(found)
+
+
+if __name__ == "__main__":  # python -m befa_viz.cli
+    main()

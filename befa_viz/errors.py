@@ -14,6 +14,7 @@ __all__ = [
     "MissingDependencyError",
     "MissingWeightsError",
     "StaleArtifactError",
+    "Interrupted",
 ]
 
 
@@ -46,3 +47,15 @@ class MissingWeightsError(BefaVizError, FileNotFoundError):
 
 class StaleArtifactError(BefaVizError, ValueError):
     """An artifact (features, run, cache entry) was produced from different inputs."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a resumable job; the message says what was kept.
+
+    A ``KeyboardInterrupt`` (so it stops everything as Ctrl-C does), whose message is one line
+    such as ``interrupted; 3 of 8 chunks kept, rerun resumes``. The CLI prints it and exits
+    with 130.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "interrupted"

@@ -59,7 +59,8 @@ def import_dataset(
 
     Raises:
         UnknownNameError: If ``source_kind`` is not registered.
-        ConfigError: For an option the importer does not take, or a bad name.
+        ConfigError: For an option the importer does not take, a value outside its type or
+            choices (see ``check_importer_options``), or a bad name.
         DataError: For bad input data (naming the file/row), or a name clash.
 
     Example:
@@ -76,22 +77,13 @@ def import_dataset(
 
     from befa_viz.cache import atomic_dir, hash_key
     from befa_viz.data.mmrec import save_feature_arrays
-    from befa_viz.data.registry import DATASETS, importer_options
+    from befa_viz.data.registry import DATASETS, check_importer_options
     from befa_viz.data.validate import check_dataset
     from befa_viz.errors import ConfigError, DataError
-    from befa_viz.registry import closest
 
     ws = _data_ws(workspace)
     importer = DATASETS.get(source_kind)
-    accepted = [o for o in importer_options(source_kind) if o != "name"]
-    for key in options:
-        if key not in accepted:
-            near = closest(key, accepted)
-            hint = f" Did you mean {' or '.join(map(repr, near))}?" if near else ""
-            raise ConfigError(
-                f"The {source_kind!r} importer has no option {key!r}.{hint} Accepted: "
-                f"{', '.join(accepted)}."
-            )
+    options = check_importer_options(source_kind, options)
     if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise ConfigError(f"Dataset name {name!r} must use only {_DATASET_NAME_CHARS}.")
     ds, features = importer(path, **({"name": name} if name else {}), **options)
@@ -237,28 +229,106 @@ def export_mmrec(
     workspace: Workspace | str | os.PathLike[str] | None = None,
     features: Mapping[str, Any] | None = None,
     name: str | None = None,
+    include_features: bool = True,
 ) -> Path:
     """Export a workspace dataset in MMRec's format (``<name>.inter`` + ``*_feat.npy``).
+
+    Without ``features``, the dataset's features go along: per modality the newest complete
+    encoded entry of the current dataset (what ``train`` would pick, see
+    :func:`latest_features`), else the features imported with it. Their provenance (encoder,
+    fingerprints, source folder) is written to ``features.json``. Entries that cannot be
+    exported (shards pending, computed from an older version of the dataset) are named in a
+    warning, never skipped silently.
 
     Args:
         out: Output folder.
         dataset: Dataset name; default: the latest imported one.
         workspace: Workspace (or its folder).
-        features: ``{modality: [n_items, dim]}`` to write; default: the dataset's imported
-            features (if any).
+        features: ``{modality: [n_items, dim]}`` to write instead of the stored ones.
         name: Base name of the ``.inter`` file; default: the dataset's name.
+        include_features: ``False`` exports the interactions and items only.
 
     Returns:
         The output folder.
+
+    Raises:
+        DataError: The dataset has no interactions (MMRec's format is interactions), or a
+            feature entry does not match the dataset's items.
     """
+    from befa_viz.cache import atomic_write_bytes
     from befa_viz.data.mmrec import export_mmrec as _export
+    from befa_viz.errors import DataError
 
     ws = _data_ws(workspace)
     ds_name = ws.resolve_dataset(dataset)
     ds = ws.load_dataset(ds_name)
-    if features is None:
-        features = dataset_features(ds_name, workspace=ws)
-    return _export(ds, out, features=features, name=name)
+    if ds.interactions.n_interactions == 0:
+        raise DataError(
+            f"Dataset {ds_name!r} has no interactions (imported as items only); MMRec's format "
+            "is an interaction file, so there is nothing to export. Import the interactions "
+            "too (befa-viz data import table ... -o interactions=FILE)."
+        )
+    provenance: dict[str, Any] = {}
+    if features is None and include_features:
+        features, provenance = _exportable_features(ws, ds_name, ds)
+    folder = _export(ds, out, features=features or {}, name=name)
+    if provenance:
+        atomic_write_bytes(folder / "features.json", (json.dumps(
+            {"dataset": ds_name, "dataset_fingerprint": ds.fingerprint(),
+             "modalities": provenance}, indent=2, sort_keys=True) + "\n").encode())
+    return folder
+
+
+def _exportable_features(ws: Workspace, name: str, ds: Any) -> tuple[dict[str, Any],
+                                                                    dict[str, Any]]:
+    """The features :func:`export_mmrec` writes, and their provenance."""
+    from befa_viz.data.mmrec import load_feature_arrays
+    from befa_viz.encoders.store import load_features
+    from befa_viz.errors import DataError
+
+    found = latest_features(ws, name)
+    arrays: dict[str, Any] = {}
+    prov: dict[str, Any] = {}
+    imported_dir = ws.dataset_dir(name) / IMPORTED_FEATURES_DIR
+    imported: dict[str, Any] | None = None
+    for modality, folder in found.items():
+        if folder == imported_dir:
+            if imported is None:
+                imported = load_feature_arrays(folder, n_items=ds.n_items)
+            arrays[modality] = imported[modality]
+            prov[modality] = {"source": "imported with the dataset", "path": str(folder)}
+            continue
+        table = load_features(folder, dataset_fingerprint=ds.fingerprint(), modality=modality)
+        if list(table.item_ids) != list(ds.catalog.item_ids):
+            raise DataError(
+                f"The {modality} features in {folder} list their items in another order than "
+                f"dataset {name!r}; re-encode them with 'befa-viz encode -d {name}'."
+            )
+        arrays[modality] = table.values
+        prov[modality] = {"source": "encoded", "path": str(folder), "encoder": table.encoder_key,
+                          "encoder_fingerprint": table.encoder_fingerprint,
+                          "shape": list(table.values.shape)}
+    store = ws.features_dir / name
+    for man_path in sorted(store.glob("*/manifest.json")) if store.is_dir() else []:
+        try:
+            man = json.loads(man_path.read_text())
+        except json.JSONDecodeError:
+            continue
+        mod = man.get("modality")
+        if mod in arrays:
+            continue
+        if man.get("complete") is False:
+            why = "only some shards are encoded; finish with 'befa-viz encode' (no --shard)"
+        elif man.get("dataset_fingerprint") not in (None, ds.fingerprint()):
+            why = "it was computed from another version of the dataset; re-encode it"
+        else:
+            continue
+        log.warning("%s features in %s not exported: %s", mod, man_path.parent, why)
+    for partial in sorted(store.glob("*/.partial")) if store.is_dir() else []:
+        if not (partial.parent / "manifest.json").is_file():
+            log.warning("features in %s not exported: the encoding was interrupted; rerun "
+                        "'befa-viz encode' to finish it", partial.parent)
+    return arrays, prov
 
 
 __all__ += [
@@ -440,6 +510,7 @@ class EncodeResult(dict[str, Path]):  # a dict subclass: callers keep using it a
         tables: ``{modality: FeatureTable}``.
         reused: ``{modality: True if the stored entry was reused}``.
         complete: ``{modality: False if only this shard's rows exist so far}``.
+        resumed: ``{modality: chunks kept by an interrupted run and not encoded again}``.
     """
 
     def __init__(self, dataset: str) -> None:
@@ -448,6 +519,7 @@ class EncodeResult(dict[str, Path]):  # a dict subclass: callers keep using it a
         self.tables: dict = {}
         self.reused: dict[str, bool] = {}
         self.complete: dict[str, bool] = {}
+        self.resumed: dict[str, int] = {}
 
 
 def encode_dataset(
@@ -499,17 +571,12 @@ def encode_dataset(
         >>> sorted(r), r.reused
         (['image', 'text'], {'image': False, 'text': False})
     """
-    import logging
-
     from befa_viz.cache import Cache
     from befa_viz.encoders import create_encoder
     from befa_viz.encoders.store import encode_catalog
 
-    log = logging.getLogger(__name__)
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     name = ws.resolve_dataset(dataset)
-    if dataset is None:
-        log.info("Using the most recent dataset %r of %s", name, ws.root)
     ds = ws.load_dataset(name)
     result = EncodeResult(name)
     for modality, key in (("image", image_encoder), ("text", text_encoder)):
@@ -529,6 +596,7 @@ def encode_dataset(
         result.tables[modality] = table
         result.reused[modality] = bool(table.manifest.get("reused", False))
         result.complete[modality] = table.manifest.get("complete", True) is not False
+        result.resumed[modality] = int(table.manifest.get("resumed_chunks", 0) or 0)
     return result
 
 
@@ -598,6 +666,7 @@ def _train_config(
     dataset: str | None,
     features: Mapping[str, Any] | None,
     explicit: Mapping[str, Any],
+    require: str | None = None,
 ) -> tuple[Any, Any]:
     """Resolve the config (file < overrides < explicit arguments), the dataset and features."""
     from befa_viz.errors import ConfigError
@@ -610,9 +679,9 @@ def _train_config(
     for m, p in (features or {}).items():
         over[f"features.{m}"] = str(Path(p).expanduser().resolve())
     cfg = load_train_config(config_file, over, model=model)
-    name = ws.resolve_dataset(dataset or cfg.dataset)
-    if not (dataset or cfg.dataset):
-        log.info("Using the most recent dataset %r of %s", name, ws.root)
+    name = ws.resolve_dataset(dataset or cfg.dataset, require=require)
+    ds = ws.load_dataset(name)
+    _refuse_items_only(ds)
     cfg = cfg.replace(dataset=name)
     if getattr(MODELS.get(cfg.model), "multimodal", True) and not cfg.features:
         found = latest_features(ws, name, cfg.modalities)
@@ -623,7 +692,20 @@ def _train_config(
             )
         log.info("Using features %s", ", ".join(f"{m}: {p}" for m, p in found.items()))
         cfg = cfg.replace(features={m: str(p) for m, p in found.items()})
-    return cfg, ws.load_dataset(name)
+    return cfg, ds
+
+
+def _refuse_items_only(ds: Any) -> None:
+    """Training needs interactions: refuse an items-only dataset with what it can do."""
+    from befa_viz.errors import DataError
+
+    if ds.items_only:
+        raise DataError(
+            f"Dataset {ds.name!r} has no interactions (imported as items only), so there is "
+            "nothing to train on. Encode it ('befa-viz encode') and explain its items with a "
+            f"model-free target ('befa-viz heatmap --dataset {ds.name} --target content_focus "
+            "--item ID'), or import it again with its interactions."
+        )
 
 
 def train_model(
@@ -699,7 +781,11 @@ def resolve_run(
         if not runs:
             raise DataError(f"No complete training run in workspace {ws.root}; train one with "
                             "'befa-viz train'.")
-        log.info("Using the most recent run %s", runs[-1].name)
+        if len(runs) > 1:
+            log.warning("using run %s, the most recent of %d complete runs in %s; pass --run "
+                        "to choose another", runs[-1].name, len(runs), ws.root)
+        else:
+            log.info("using run %s (the only complete run in %s)", runs[-1].name, ws.root)
         return runs[-1]
     p = Path(run).expanduser()
     if (p / "run.json").is_file():
@@ -776,7 +862,8 @@ def compare_adapter(
     ws = _train_ws(workspace)
     cfg, ds = _train_config(ws, model=backbone, config_file=config_file, overrides=overrides,
                             dataset=dataset, features=features,
-                            explicit={"epochs": epochs, "device": device, "model": backbone})
+                            explicit={"epochs": epochs, "device": device, "model": backbone},
+                            require="compare")
     return compare(ds, cfg, runs_dir=ws.runs_dir, reports_dir=ws.reports_dir, seeds=seeds,
                    progress=progress)
 
@@ -801,7 +888,8 @@ def run_sweep(
     over = parse_overrides(overrides)
     for m, p in (features or {}).items():
         over[f"features.{m}"] = str(Path(p).expanduser().resolve())
-    name = ws.resolve_dataset(dataset or base.get("dataset"))
+    name = ws.resolve_dataset(dataset or over.get("dataset") or base.get("dataset"),
+                              require="sweep")
     over["dataset"] = name
     models = grid.get("model", [over.get("model") or base.get("model") or "bprmf"])
     needs_features = any(getattr(MODELS.get(m), "multimodal", True) for m in models)
@@ -813,9 +901,49 @@ def run_sweep(
 
             raise ConfigError(f"No features for dataset {name!r}: run 'befa-viz encode' first.")
         over.update({f"features.{m}": str(p) for m, p in found.items()})
-    return sweep(ws.load_dataset(name), {**base, "sweep": grid}, runs_dir=ws.runs_dir,
+    ds = ws.load_dataset(name)
+    _refuse_items_only(ds)
+    return sweep(ds, {**base, "sweep": grid}, runs_dir=ws.runs_dir,
                  reports_dir=ws.reports_dir, overrides=over, progress=progress)
 
+
+def track_runs(
+    runs: Any,
+    workspace: Workspace | str | os.PathLike[str] | None = None,
+    *,
+    tracker: str = "mlflow",
+    tracking_uri: str | os.PathLike[str] | None = None,
+    experiment: str | None = None,
+    artifacts: Any = (),
+) -> list[Any]:  # -> list[befa_viz.tracking.TrackedRun]
+    """Log finished runs to an experiment tracker (MLflow); see :mod:`befa_viz.tracking`.
+
+    Args:
+        runs: Runs (``Run`` objects, names or folders), or one of them.
+        workspace: Workspace (or its folder).
+        tracker: ``"mlflow"``.
+        tracking_uri: Store URI or folder; default ``<workspace>/mlruns`` (local, no network).
+        experiment: Experiment name; default ``"befa-viz"``.
+        artifacts: Further files or folders (figures, reports) attached to every run.
+
+    Returns:
+        Where each run was logged, in order.
+    """
+    from befa_viz.tracking import DEFAULT_EXPERIMENT, default_tracking_uri, track_run
+
+    ws = _train_ws(workspace)
+    items = [runs] if isinstance(runs, (str, os.PathLike)) or hasattr(runs, "path") else runs
+    uri = tracking_uri if tracking_uri is not None else default_tracking_uri(ws.root)
+    out = []
+    for r in items:
+        folder = r.path if hasattr(r, "path") else resolve_run(ws, r)
+        out.append(track_run(folder, tracking_uri=uri, tracker=tracker,
+                             experiment=experiment or DEFAULT_EXPERIMENT,
+                             artifacts=[Path(a) for a in artifacts]))
+    return out
+
+
+__all__ += ["track_runs"]
 
 # ---- end train verbs ---------------------------------------------------------------------
 
@@ -1251,9 +1379,10 @@ def resolve_attribution_run(
     workspace: Workspace | str | os.PathLike[str] | None = None,
     run: Any = None,
     modality: str = "image",
+    dataset: str | None = None,
 ) -> Any:  # -> Run
     """The run to explain: a :class:`~befa_viz.train.Run`, a name or folder, or (``None``) the
-    newest complete run of the current (latest) dataset that has ``modality`` features.
+    newest complete run of ``dataset`` (default: the latest) that has ``modality`` features.
 
     A name, folder or ``None`` opens the run through the in-process run memo (see
     :func:`clear_memos`): the returned run may be shared, treat it as read-only."""
@@ -1265,7 +1394,7 @@ def resolve_attribution_run(
     ws = _attr_ws(workspace)
     if run is not None:
         return _open_run(resolve_run(ws, run))
-    dataset = ws.resolve_dataset()
+    dataset = ws.resolve_dataset(dataset)
     runs = ws.run_dirs(dataset=dataset)
     with_mod = [p for p in runs
                 if modality in json.loads((p / "run.json").read_text()).get("features", {})]
@@ -1277,8 +1406,9 @@ def resolve_attribution_run(
             f"multimodal run, e.g. 'befa-viz train --model vbpr --adapter none' and "
             f"'--adapter befa', or pass --run."
         )
-    log.info("Using run %s (the newest of dataset %r with %s features)", with_mod[-1].name,
-             dataset, modality)
+    log.log(logging.WARNING if len(with_mod) > 1 else logging.INFO,
+            "using run %s, the newest of %d run(s) of dataset %r with %s features; pass --run "
+            "to choose another", with_mod[-1].name, len(with_mod), dataset, modality)
     return _open_run(with_mod[-1])
 
 
@@ -1399,6 +1529,7 @@ class _Job:
     batch_size: int
     dataset_fingerprint: str = ""
     bar: Any = None
+    kept: int = 0  # maps computed and stored in the cache by this call (for Ctrl-C)
 
 
 def _inputs(job: _Job, idx: list[int]) -> list[Any]:
@@ -1475,9 +1606,12 @@ def _attributions(job: _Job, variant: str, items: list[int], target: str
                 item_ids=[job.ds.catalog.item_ids[i] for i in chunk],
                 users=job.ds.interactions.train(), user_idx=job.user_idx, seed=job.seed,
                 **job.options)
-            for a in res:
+            for j, a in zip(missing[s: s + step], res, strict=True):
                 a.params.update(run=run.name, variant=variant,
                                 pair=f"{variant}_adapter", user=job.user)
+                if job.use_cache:  # stored at once, so that Ctrl-C keeps what is done
+                    job.cache.put(keys[j], a)
+                    job.kept += 1
             out.extend(res)
             if job.bar is not None:
                 job.bar.update(len(chunk))
@@ -1873,6 +2007,7 @@ def explain_items(
     try:
         maps: dict[str, list[Any]] = {}
         hits: dict[str, list[bool]] = {}
+        rel_hits: list[bool] = []
         for v in runs:
             maps[v], hits[v] = _attributions(job, v, idx, _target_for(v, target))
         rel_maps: list[Any] | None = None
@@ -1880,10 +2015,22 @@ def explain_items(
             if target == "behaviour_alignment" and rel_variant in maps:
                 rel_maps = maps[rel_variant]
             else:
-                rel_maps, _ = _attributions(job, rel_variant, idx, "behaviour_alignment")
+                rel_maps, rel_hits = _attributions(job, rel_variant, idx,
+                                                   "behaviour_alignment")
+    except KeyboardInterrupt:
+        from befa_viz.errors import Interrupted
+
+        if not use_cache:
+            raise Interrupted("interrupted; nothing kept (--no-cache)") from None
+        raise Interrupted(f"interrupted; {job.kept} of {total} maps kept in the cache, rerun "
+                          "resumes") from None
     finally:
         if job.bar is not None:
             job.bar.close()
+    n_hits = sum(map(sum, hits.values())) + sum(rel_hits)
+    if use_cache and 0 < n_hits < total:
+        log.info("resumed: %d of %d maps came from the cache, %d computed", n_hits, total,
+                 job.kept)
 
     sanity_out: dict[str, Any] = {}
     if sanity:
@@ -2227,6 +2374,186 @@ def heatmap_report(
              else write_item_reports(exps, out, formats))
     return HeatmapReport(exps, out, paths)
 
+
+#: Targets that need no trained model: they explain the pretrained encoder alone.
+MODEL_FREE_TARGETS = ("content_focus", "random")
+
+
+@_dataclass
+class ContentHeatmaps:
+    """Model-free heatmaps of a dataset's items (:func:`content_heatmaps`).
+
+    Attributes:
+        dataset: The dataset explained.
+        encoder: Key of the encoder whose features were explained.
+        attributions: One per item, in the order asked.
+        out_dir: Output folder (``None`` if nothing was written).
+        paths: ``{item_id: [written files]}``.
+    """
+
+    dataset: str
+    encoder: str
+    attributions: list[Any]
+    out_dir: Path | None = None
+    paths: dict[str, list[Path]] = _field(default_factory=dict)
+
+
+def has_explainable_run(workspace: Workspace | str | os.PathLike[str] | None = None,
+                        dataset: str | None = None, modality: str = "image") -> bool:
+    """Whether ``dataset`` (default: the latest) has a complete run with ``modality``
+    features, i.e. whether model targets can be explained at all."""
+    ws = _attr_ws(workspace)
+    name = ws.resolve_dataset(dataset)
+    if ws.load_dataset(name).items_only:
+        return False
+    return any(modality in json.loads((p / "run.json").read_text()).get("features", {})
+               for p in ws.run_dirs(dataset=name))
+
+
+def content_heatmaps(
+    item_ids: Any,
+    *,
+    workspace: Workspace | str | os.PathLike[str] | None = None,
+    dataset: str | None = None,
+    modality: str = "image",
+    target: str = "content_focus",
+    method: str = "ig",
+    n_steps: int = 32,
+    baseline: str | None = None,
+    encoder: str | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    formats: Any = ("png",),
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = False,
+) -> ContentHeatmaps:
+    """Explain items with a model-free target (the pretrained encoder alone), no run needed.
+
+    This is what an items-only catalog (imported without interactions) can be explained
+    with, and what any dataset without a trained run offers: ``content_focus`` attributes
+    ⟨E(x), E(x₀)/‖E(x₀)‖⟩, i.e. what the encoder's feature of the item is built from.
+
+    Args:
+        item_ids: Raw item ids, or one id.
+        workspace: Workspace (or its folder).
+        dataset: Dataset name; default the latest (announced).
+        modality: ``"image"`` or ``"text"``.
+        target: ``content_focus`` or ``random`` (:data:`MODEL_FREE_TARGETS`).
+        method: Name in ``befa_viz.attribution.ATTRIBUTIONS``.
+        n_steps: Integration steps (path methods).
+        baseline: Baseline of path methods (default ``blur`` / ``pad``).
+        encoder: Encoder key; default the one that encoded the dataset's newest features
+            of ``modality`` (``befa-viz encode``).
+        out_dir: Write one figure (``formats``) and the attribution (``.npz``) per item
+            here; ``None`` writes nothing.
+        formats: Figure formats (``png``, ``svg``, ``pdf``).
+        seed: Seed of random targets and noisy methods.
+        device: Torch device.
+        progress: Progress bar over the items.
+
+    Returns:
+        The attributions (and written paths).
+
+    Raises:
+        ConfigError: A target that needs a model, an unknown method or modality, or no
+            encoder known for the dataset.
+        UnknownNameError: An unknown item id.
+        DataError: An item without an image (image) or text (text).
+    """
+    from befa_viz.attribution import ATTRIBUTIONS, explain
+    from befa_viz.encoders import create_encoder
+    from befa_viz.encoders.store import item_text
+    from befa_viz.errors import ConfigError, DataError
+
+    if target not in MODEL_FREE_TARGETS:
+        raise ConfigError(
+            f"Target {target!r} needs a trained recommender; without a run only the model-free "
+            f"targets {', '.join(MODEL_FREE_TARGETS)} apply (--target content_focus)."
+        )
+    if modality not in DEFAULT_BASELINES:
+        raise ConfigError(f"modality must be 'image' or 'text'; got {modality!r}.")
+    ATTRIBUTIONS.get(method)
+    ws = _attr_ws(workspace)
+    name = ws.resolve_dataset(dataset)
+    ds = ws.load_dataset(name)
+    text_field = "text"
+    if encoder is None:
+        found = latest_features(ws, name, [modality]).get(modality)
+        man = found / "manifest.json" if found is not None else None
+        if man is None or not man.is_file() or not json.loads(man.read_text()).get("encoder"):
+            raise ConfigError(
+                f"No encoder is known for the {modality} of dataset {name!r}: encode it first "
+                f"('befa-viz encode -d {name}') or name one (--encoder KEY, e.g. "
+                f"{DEFAULT_IMAGE_ENCODER if modality == 'image' else DEFAULT_TEXT_ENCODER})."
+            )
+        manifest = json.loads(man.read_text())
+        encoder = str(manifest["encoder"])
+        text_field = str((manifest.get("policies") or {}).get("text_field", "text"))
+        log.info("explaining with encoder %s (it encoded %s)", encoder, found)
+    enc = create_encoder(encoder, modality=modality)
+    if device is not None:
+        enc.to(device)
+    ids = [item_ids] if isinstance(item_ids, (str, int)) else list(item_ids)
+    if not ids:
+        raise ConfigError("No item ids given.")
+    idx = [ds.catalog.index_of(i) for i in ids]
+    inputs: list[Any] = []
+    for i in idx:
+        iid = ds.catalog.item_ids[i]
+        if modality == "image":
+            if not ds.catalog.has_image(i):
+                raise DataError(f"Item {iid!r} has no image in dataset {name!r}; explain its "
+                                "text instead (--modality text).")
+            inputs.append(ds.catalog.image(i))
+        else:
+            text = item_text(ds.catalog, i, text_field)
+            if not text.strip():
+                raise DataError(f"Item {iid!r} has no text in dataset {name!r}; explain its "
+                                "image instead (--modality image).")
+            inputs.append(text)
+    options = _method_options(method, modality, n_steps, baseline, ds, enc)
+    atts: list[Any] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(idx), desc=f"{method} {modality}", unit="map")
+    try:
+        for j, i in enumerate(idx):  # one item at a time: content_focus's reference is per item
+            with _COMPUTE_LOCK:
+                (att,) = explain(enc, None, [inputs[j]], [i], target=target, method=method,
+                                 modality=modality, item_ids=[ds.catalog.item_ids[i]],
+                                 seed=seed, **dict(options))
+            att.params.update({"dataset": name, "dataset_fingerprint": ds.fingerprint(),
+                               "encoder": encoder, "encoder_fingerprint": enc.fingerprint()})
+            atts.append(att)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    result = ContentHeatmaps(name, encoder, atts)
+    if out_dir is not None:
+        result.out_dir = _write_content_files(atts, Path(out_dir).expanduser(), formats)
+        result.paths = {a.item_id: sorted(result.out_dir.glob(f"{_slug(a.item_id)}.*"))
+                        for a in atts}
+    return result
+
+
+def _write_content_files(atts: list[Any], out: Path, formats: Any) -> Path:
+    from befa_viz.viz import heatmap_figure, save_figure, token_figure
+
+    _check_out_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for att in atts:
+        base = out / _slug(att.item_id)
+        fig = heatmap_figure(att) if att.modality == "image" else token_figure(att)
+        save_figure(fig, base, tuple(f for f in formats if f != "html"))
+        att.save(base.with_suffix(".npz"))
+    return out
+
+
+__all__ += ["ContentHeatmaps", "MODEL_FREE_TARGETS", "content_heatmaps", "has_explainable_run"]
 
 # ---- end attribution verbs ---------------------------------------------------------------
 

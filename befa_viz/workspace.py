@@ -14,17 +14,21 @@ The root is the explicit argument, else ``$BEFA_VIZ_WORKSPACE``, else ``./befa-w
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from pathlib import Path
 
 from befa_viz.cache import Cache
-from befa_viz.errors import DataError, UnknownNameError
+from befa_viz.errors import ConfigError, DataError, UnknownNameError
 from befa_viz.registry import closest
 
 __all__ = ["Workspace", "WORKSPACE_ENV", "CACHE_ENV"]
 
 WORKSPACE_ENV = "BEFA_VIZ_WORKSPACE"
 CACHE_ENV = "BEFA_VIZ_CACHE"
+log = logging.getLogger(__name__)
+_ANNOUNCED: set[tuple[str, str, int]] = set()  # (root, dataset, n) whose choice was logged
 
 
 class Workspace:
@@ -82,8 +86,23 @@ class Workspace:
         found = [p for p in self.datasets_dir.iterdir() if (p / "dataset.json").is_file()]
         return [p.name for p in sorted(found, key=lambda p: (p / "dataset.json").stat().st_mtime)]
 
-    def resolve_dataset(self, name: str | None = None) -> str:
-        """``name`` if it exists, else the latest dataset; errors name the fix."""
+    def resolve_dataset(self, name: str | None = None, *, require: str | None = None) -> str:
+        """``name`` if it exists, else the latest dataset; errors name the fix.
+
+        The latest dataset is announced on the ``befa_viz.workspace`` logger: as a warning when
+        the workspace has several (a dataset imported seconds ago in another shell would be
+        picked silently otherwise), else at info level.
+
+        Args:
+            name: Dataset name; ``None`` picks the most recently imported one.
+            require: With several datasets and no ``name``, refuse instead of picking the
+                latest; the value names the command in the message (e.g. ``"compare"``).
+
+        Raises:
+            DataError: No dataset in the workspace.
+            ConfigError: ``require`` is set, ``name`` is ``None`` and there are several.
+            UnknownNameError: ``name`` is not in the workspace.
+        """
         names = self.dataset_names()
         if name is None:
             if not names:
@@ -91,7 +110,24 @@ class Workspace:
                     f"No dataset in workspace {self.root}. Import one with 'befa-viz data import' "
                     "or create the demo with 'make demo'."
                 )
-            return names[-1]
+            if require and len(names) > 1:
+                raise ConfigError(
+                    f"Workspace {self.root} has {len(names)} datasets ({', '.join(names)}); "
+                    f"{require} needs the dataset named: pass --dataset NAME (dataset=NAME)."
+                )
+            chosen = names[-1]
+            if (str(self.root), chosen, len(names)) in _ANNOUNCED:
+                return chosen  # said once per process (a command resolves it several times)
+            _ANNOUNCED.add((str(self.root), chosen, len(names)))
+            if len(names) > 1:
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(
+                    (self.dataset_dir(chosen) / "dataset.json").stat().st_mtime))
+                log.warning("using dataset %r, the most recently imported (%s) of %d in %s; "
+                            "pass --dataset to choose another (%s)", chosen, stamp, len(names),
+                            self.root, ", ".join(n for n in names if n != chosen))
+            else:
+                log.info("using dataset %r (the only one in %s)", chosen, self.root)
+            return chosen
         if name not in names:
             near = closest(name, names)
             hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""

@@ -20,7 +20,13 @@ from befa_viz.data.prepare import (  # noqa: E402
     parse_split,
     prepare_interactions,
 )
-from befa_viz.data.registry import DATASETS, importer_options  # noqa: E402
+from befa_viz.data.registry import (  # noqa: E402
+    DATASETS,
+    ImporterOption,
+    check_importer_options,
+    importer_option_specs,
+    importer_options,
+)
 from befa_viz.data.tabular import import_table  # noqa: E402
 from befa_viz.data.validate import ValidationReport, check_dataset, dataset_summary  # noqa: E402
 
@@ -36,6 +42,9 @@ __all__ += [
     "import_movielens",
     "import_table",
     "importer_options",
+    "importer_option_specs",
+    "check_importer_options",
+    "ImporterOption",
     "load_feature_arrays",
     "parse_split",
     "prepare_interactions",

@@ -328,7 +328,7 @@ def import_table(
     *,
     name: str | None = None,
     items: str | Path | None = _AUTO,
-    interactions: str | Path = _AUTO,
+    interactions: str | Path | None = _AUTO,
     image_dir: str | Path | None = _AUTO,
     item_id_col: str = "item_id",
     title_col: str | None = _AUTO,
@@ -359,7 +359,11 @@ def import_table(
         name: Dataset name; default: the folder's name.
         items: Items table; ``"auto"`` = ``items.csv|.tsv|.parquet`` if present; ``None`` = no
             table (items come from the interactions, with empty titles and texts).
-        interactions: Interactions table; ``"auto"`` = ``interactions.*`` or ``ratings.*``.
+        interactions: Interactions table; ``"auto"`` = ``interactions.*`` or ``ratings.*``;
+            ``None`` (``-o interactions=none``) = import the items only (a shop's products, a
+            photo set): no users or splits, so it can be encoded and explained with
+            model-free targets but not trained on. Items then come from the items table, or
+            without one from the image folder's files (item id = file name without suffix).
         image_dir: Image folder; ``"auto"`` = ``images/`` if present; ``None`` = none. Images
             are the image column's paths (relative to it, else to ``path``) or, without an image
             column, ``<image_dir>/<item_id>.<jpg|png|...>``.
@@ -406,8 +410,14 @@ def import_table(
         raise DataError(f"Dataset folder {folder} does not exist or is not a folder.")
     items_path = _find(folder, items, ("items",), "items table", required=False)
     inter_path = _find(folder, interactions, ("interactions", "ratings"), "interactions table",
-                       required=True)
-    assert inter_path is not None
+                       required=False)
+    if inter_path is None and interactions is not None:
+        raise DataError(
+            f"No interactions table found in {folder} (looked for interactions.csv/.tsv/"
+            ".parquet and ratings.*). Name it with interactions='FILE', or pass "
+            "interactions='none' to import the items only (encode and model-free heatmaps; "
+            "no training)."
+        )
     img_dir: Path | None
     if image_dir == _AUTO:
         img_dir = (folder / "images").resolve() if (folder / "images").is_dir() else None
@@ -419,6 +429,11 @@ def import_table(
             raise DataError(f"Image folder {img_dir} does not exist.")
         img_dir = img_dir.resolve()
 
+    if inter_path is None:
+        return _import_items_only(
+            folder, name=name, items_path=items_path, img_dir=img_dir, item_id_col=item_id_col,
+            title_col=title_col, text_col=text_col, image_col=image_col, extra_cols=extra_cols,
+            missing_image=missing_image, empty_text=empty_text, check_images=check_images)
     inter, inter_off = read_table(inter_path, what="interactions")
     inter_item = inter_item_col or item_id_col
     for col, what in ((user_col, "user id"), (inter_item, "item id")):
@@ -507,3 +522,96 @@ def import_table(
     log.info("imported %s: %d users, %d items, %d interactions", folder, ds.n_users, ds.n_items,
              ds.interactions.n_interactions)
     return ds
+
+
+def _import_items_only(
+    folder: Path, *, name: str | None, items_path: Path | None, img_dir: Path | None,
+    item_id_col: str, title_col: str | None, text_col: str | None, image_col: str | None,
+    extra_cols: Sequence[str], missing_image: MissingImage, empty_text: EmptyText,
+    check_images: bool,
+) -> RecDataset:
+    """``import_table(..., interactions=None)``: a catalog without interactions."""
+    for policy, value, accepted in (("missing_image", missing_image, ("error", "skip", "keep")),
+                                    ("empty_text", empty_text, ("title", "keep", "skip", "error"))):
+        if value not in accepted:
+            raise ConfigError(f"{policy}={value!r}; accepted: {', '.join(accepted)}.")
+    im_col: str | None = None
+    ti_col = tx_col = None
+    if items_path is not None:
+        table, offset = read_table(items_path, what="items")
+        if item_id_col not in table.columns:
+            raise DataError(
+                f"{items_path}: no item id column {item_id_col!r}; columns are "
+                f"{', '.join(map(repr, map(str, table.columns)))}. Name it with item_id_col."
+            )
+        ti_col = _pick_column(table, title_col, "title", "title", items_path)
+        tx_col = _pick_column(table, text_col, "text", "text", items_path)
+        im_col = _pick_column(table, image_col, "image", "image", items_path)
+        missing_extra = [c for c in extra_cols if c not in table.columns]
+        if missing_extra:
+            raise DataError(f"{items_path}: extra column(s) {missing_extra} not found.")
+        n = len(table)
+
+        def text_of(col: str | None) -> pd.Series:
+            if col is None:
+                return pd.Series([""] * n, dtype=str)
+            return table[col].fillna("").astype(str).reset_index(drop=True)
+
+        frame = pd.DataFrame({"item_id": normalise_ids(table[item_id_col]).reset_index(drop=True),
+                              "title": text_of(ti_col), "text": text_of(tx_col)})
+        source = str(items_path)
+    elif img_dir is not None:
+        stems = sorted({os.path.splitext(e)[0] for e in os.listdir(img_dir)
+                        if os.path.splitext(e)[1].lower() in IMAGE_EXTENSIONS})
+        if not stems:
+            raise DataError(f"Image folder {img_dir} has no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        ids = np.asarray(stems, dtype=str)[natural_order(np.asarray(stems, dtype=str))]
+        frame = pd.DataFrame({"item_id": ids, "title": "", "text": ""})
+        table, offset, n = frame, None, len(frame)
+        source = f"{img_dir} (image files)"
+    else:
+        raise DataError(
+            f"Nothing to import from {folder}: no items table (items.csv/.tsv/.parquet), no "
+            "image folder and no interactions. Add an items table or an images/ folder."
+        )
+    if im_col is not None:
+        base = img_dir or folder
+        frame["image"] = [
+            "" if not p else str(Path(p) if Path(p).is_absolute() else (base / p).resolve())
+            for p in table[im_col].fillna("").astype(str).str.strip()
+        ]
+        image_source: str | None = f"column {im_col!r}"
+    elif img_dir is not None:
+        frame["image"] = _images_by_id(img_dir, frame["item_id"].tolist())
+        image_source = f"folder {img_dir} by item id"
+    else:
+        frame["image"] = ""
+        image_source = None
+    for c in extra_cols:
+        frame[c] = table[c].reset_index(drop=True)
+    kept, policies = _apply_item_policies(
+        frame, source=source, line_offset=offset, image_source=image_source,
+        missing_image=missing_image, empty_text=empty_text, check_images=check_images)
+    if kept.empty:
+        raise DataError(f"{source}: no item is left after the item policies.")
+    meta_cols = [c for c in kept.columns if c not in ("item_id", "title", "text", "image")]
+    catalog = Catalog(kept["item_id"].tolist(), kept["title"].tolist(), kept["text"].tolist(),
+                      [p or None for p in kept["image"].tolist()],
+                      meta=kept[meta_cols].reset_index(drop=True) if meta_cols else None)
+    info: dict[str, Any] = {
+        "source": {"kind": "table", "path": str(folder),
+                   "items": str(items_path) if items_path else None, "interactions": None,
+                   "image_dir": str(img_dir) if img_dir else None},
+        "columns": {"item_id": item_id_col, "title": ti_col, "text": tx_col, "image": im_col,
+                    "extra": list(extra_cols)},
+        "options": {"missing_image": missing_image, "empty_text": empty_text,
+                    "check_images": check_images, "interactions": None},
+        "items_only": True,
+        "policies": policies,
+        "counts": {"items_in": len(frame), "items": len(catalog),
+                   "items_with_image": int(sum(bool(p) for p in catalog.image_paths)),
+                   "items_with_text": int(sum(bool(t.strip()) for t in catalog.texts)),
+                   "users": 0, "interactions": 0},
+    }
+    log.info("imported %s as items only: %d items", folder, len(catalog))
+    return RecDataset.items_only_of(name or folder.name, catalog, info)

@@ -268,6 +268,15 @@ class RecDataset:
             )
 
     @property
+    def items_only(self) -> bool:
+        """``True`` for a catalog imported without interactions (no users, no splits).
+
+        Such a dataset can be encoded and explained with model-free targets
+        (``content_focus``); training needs interactions.
+        """
+        return self.interactions.n_interactions == 0
+
+    @property
     def n_users(self) -> int:
         return self.interactions.n_users
 
@@ -330,6 +339,21 @@ class RecDataset:
             }
             (tmp / "dataset.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
         return folder
+
+    @classmethod
+    def items_only_of(cls, name: str, catalog: Catalog, info: dict[str, Any] | None = None
+                      ) -> RecDataset:
+        """A dataset of ``catalog`` without interactions (see :attr:`items_only`).
+
+        Example:
+            >>> cat = Catalog(item_ids=["a", "b"], titles=["A", "B"], texts=["", ""])
+            >>> ds = RecDataset.items_only_of("photos", cat)
+            >>> ds.items_only, ds.n_items, ds.n_users
+            (True, 2, 0)
+        """
+        empty = np.zeros(0, dtype=np.int64)
+        inter = Interactions(empty, empty, empty, n_users=0, n_items=len(catalog), user_ids=[])
+        return cls(name, catalog, inter, dict(info or {}))
 
     @classmethod
     def load(cls, folder: str | Path) -> RecDataset:

@@ -74,6 +74,10 @@ def check_dataset(
     rep = ValidationReport(dataset.name)
     user_ids, item_ids = dataset.user_ids, cat.item_ids
 
+    if dataset.items_only:
+        rep.warnings.append("items only: no interactions (encode and model-free heatmaps "
+                            "work; training needs interactions)")
+        return _check_content(rep, dataset, features, check_images)
     train_per_user = np.bincount(it.user_idx[it.split == 0], minlength=it.n_users)
     no_train = np.flatnonzero(train_per_user == 0)
     if len(no_train):
@@ -104,7 +108,15 @@ def check_dataset(
     for code, name in ((1, "valid"), (2, "test")):
         if not (it.split == code).any():
             rep.warnings.append(f"the {name} split is empty")
+    return _check_content(rep, dataset, features, check_images)
 
+
+def _check_content(rep: ValidationReport, dataset: RecDataset,
+                   features: Mapping[str, np.ndarray] | None,
+                   check_images: bool) -> ValidationReport:
+    """The catalog half of :func:`check_dataset`: image files, texts, feature arrays."""
+    it, cat = dataset.interactions, dataset.catalog
+    item_ids = cat.item_ids
     paths = [str(cat.image_path(i)) if cat.has_image(i) else "" for i in range(len(cat))]
     with_image = np.array([bool(p) for p in paths])
     if with_image.any():

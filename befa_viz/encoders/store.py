@@ -51,7 +51,7 @@ import torch
 from befa_viz.cache import CACHE_FORMAT_VERSION, Cache, atomic_write_bytes, hash_key
 from befa_viz.data.types import Catalog
 from befa_viz.encoders.base import Encoder, ImageEncoder, TextEncoder
-from befa_viz.errors import ConfigError, DataError, StaleArtifactError
+from befa_viz.errors import ConfigError, DataError, Interrupted, StaleArtifactError
 
 __all__ = [
     "FEATURE_FORMAT_VERSION",
@@ -737,8 +737,10 @@ def encode_catalog(
             if got is not None:
                 done[j] = got
     todo = [j for j in mine if j not in done]
+    resumed = len(done)
     if done:
-        log.info("Resuming: %d of %d chunks already encoded", len(done), len(mine))
+        log.info("resumed: %d of %d chunks were kept by an interrupted run", len(done),
+                 len(mine))
 
     jobs = _plan_jobs(ranges, todo, batch_size, texts)
     prep = _Prep(catalog, encoder, texts, missing, pre_missing)
@@ -769,6 +771,12 @@ def encode_catalog(
                 bar.update(len(b.idx))
             if _on_batch is not None:
                 _on_batch(k)
+    except KeyboardInterrupt:
+        if partial is None:
+            raise Interrupted("interrupted; nothing kept (in-memory encoding)") from None
+        kept = sum(_chunk_path(partial, j).is_file() for j in range(len(ranges)))
+        raise Interrupted(f"interrupted; {kept} of {len(ranges)} chunks kept, rerun "
+                          "resumes") from None
     finally:
         if bar is not None:
             bar.close()
@@ -800,4 +808,5 @@ def encode_catalog(
     plan["manifest"]["seconds"] = manifest["seconds"]
     table = _assemble(folder, plan)
     table.manifest["reused"] = False
+    table.manifest["resumed_chunks"] = resumed  # in memory only: what this call found kept
     return table

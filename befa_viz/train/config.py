@@ -181,15 +181,17 @@ def _undot(src: Mapping[str, Any], label: str) -> dict[str, Any]:
     return out
 
 
-def merge_sources(sources: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
+def merge_sources(sources: Sequence[tuple[str, Mapping[str, Any]]],
+                  model: str | None = None) -> dict[str, Any]:
     """Merge labelled raw mappings in order; mapping fields merge key by key.
 
-    Each source is validated on its own first, so an unknown key names its file.
+    Each source is validated on its own first, so an unknown key names its file (and, when
+    it is a keyword of ``model`` or of an adapter, the dotted key to use instead).
     """
     merged: dict[str, Any] = {}
     for label, raw in sources:
         src = _undot(raw, label)
-        _validate_keys(src, label)
+        _validate_keys(src, label, model)
         for k, v in src.items():
             if k in _MAPPING_FIELDS and isinstance(merged.get(k), dict) and isinstance(v, dict):
                 merged[k] = {**merged[k], **v}
@@ -198,7 +200,24 @@ def merge_sources(sources: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str,
     return merged
 
 
-def _validate_keys(src: Mapping[str, Any], label: str) -> None:
+def _nested_key(key: str, model: str | None) -> str | None:
+    """``model_params.<key>`` / ``adapter_params.<key>`` when ``key`` is such a keyword."""
+    import inspect
+
+    from befa_viz.models import ADAPTERS, MODELS
+
+    models = [model] if model is not None and model in MODELS else []
+    models += [m for m in MODELS.names() if m not in models]
+    for name in models:
+        if key in inspect.signature(MODELS.get(name)).parameters:
+            return f"model_params.{key}"
+    for name in ADAPTERS.names():
+        if key in inspect.signature(ADAPTERS.get(name)).parameters:
+            return f"adapter_params.{key}"
+    return None
+
+
+def _validate_keys(src: Mapping[str, Any], label: str, model: str | None = None) -> None:
     from befa_viz.registry import closest
 
     names = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -206,6 +225,12 @@ def _validate_keys(src: Mapping[str, Any], label: str) -> None:
         if k not in names:
             near = closest(k, names)
             hint = f" Did you mean {near[0]!r}?" if near else ""
+            nested = _nested_key(str(k), model)
+            if nested is not None:
+                value = src[k]
+                shown = str(value).lower() if isinstance(value, bool) else value
+                hint = (f" It is a keyword of the {'backbone' if nested.startswith('model') else 'adapter'}"
+                        f": use {nested!r} (--set {nested}={shown}).")
             extra = " A 'sweep:' section is read by 'befa-viz sweep' only." if k == "sweep" else ""
             raise ConfigError(
                 f"{label}: unknown key {k!r}.{hint} Valid keys: {', '.join(sorted(names))}.{extra}"
@@ -246,4 +271,4 @@ def load_train_config(
         sources.append((str(packaged), read_yaml(packaged)))
     sources.append((label, user))
     sources.append(("overrides", {**over, "model": name}))
-    return load_config(TrainConfig, merge_sources(sources), where="config")
+    return load_config(TrainConfig, merge_sources(sources, model=name), where="config")

@@ -47,7 +47,7 @@ import yaml
 from befa_viz.cache import atomic_write_bytes, hash_key
 from befa_viz.config import load_config
 from befa_viz.data.types import RecDataset
-from befa_viz.errors import ConfigError, DataError, StaleArtifactError
+from befa_viz.errors import ConfigError, DataError, Interrupted, StaleArtifactError
 from befa_viz.train.config import TrainConfig
 from befa_viz.train.features import FeatureFile, load_feature_file
 from befa_viz.train.trainer import (
@@ -193,12 +193,17 @@ def _file_digest(path: Path) -> str:
 
 
 def _relocate(recorded: str, rel: str | None, root: Path | None) -> Path:
-    """A recorded absolute path, or the same path relative to a moved workspace root."""
-    p = Path(recorded)
-    if p.exists() or rel is None or root is None:
-        return p
-    moved = root / rel
-    return moved if moved.exists() else p
+    """Where a run's dataset or feature file is now.
+
+    A run inside a workspace (``<root>/runs/<name>``) whose input lay inside its workspace
+    reads that input relative to the workspace it sits in *now*: a run copied or moved into
+    another workspace never reaches back to the old one through the recorded absolute path
+    (the fingerprint checks then tell whether the new workspace holds the same data). Inputs
+    that lay outside any workspace keep their absolute path.
+    """
+    if rel is not None and root is not None:
+        return root / rel
+    return Path(recorded)
 
 
 def _workspace_root(run_dir: Path) -> Path | None:
@@ -380,16 +385,18 @@ class Run:
             p = _relocate(str(p), self.info.get("dataset_relpath"), _workspace_root(self.path))
             if not (p / "dataset.json").is_file():
                 raise DataError(
-                    f"Run {self.name}: its dataset {self.info['dataset']!r} is no longer at {p}. "
-                    "Re-import it into the workspace."
+                    f"Run {self.name}: its dataset {self.info['dataset']!r} is not at {p}. "
+                    "Import the same data into this workspace under that name (befa-viz data "
+                    "import ... --name " + str(self.info["dataset"]) + ")."
                 )
             ds = RecDataset.load(p)
             expected = self.info.get("dataset_copy_fingerprint") or self.info["dataset_fingerprint"]
             if ds.fingerprint() != expected:
                 raise StaleArtifactError(
                     f"Run {self.name} was trained on dataset {self.info['dataset']!r} with "
-                    f"fingerprint {expected}, but {p} now has "
-                    f"{ds.fingerprint()}. Retrain the run on the current data."
+                    f"fingerprint {expected}, but {p} has {ds.fingerprint()} (other data "
+                    "under the same name, or the data changed). Retrain the run on this "
+                    "dataset, or import the data it was trained on."
                 )
             self._dataset = ds
         return self._dataset
@@ -582,7 +589,7 @@ def train(
             if info.get("status") == "complete" and done:
                 log.info("Run %s is already complete; nothing to resume.", name)
                 return Run.load(run_dir, device=config.device)
-            log.info("Resuming run %s from epoch %d.", name, state.epoch if state else 0)
+            log.info("resumed run %s from epoch %d", name, state.epoch if state else 0)
         else:
             status = _read_json(run_dir / "run.json").get("status", "unknown") \
                 if (run_dir / "run.json").is_file() else "unknown"
@@ -628,7 +635,10 @@ def train(
             "best_valid": state.best_valid, "stopped_early": state.stopped_early,
             "epochs_run": state.epoch, **extra})
 
+    kept = {"epoch": state.epoch if state is not None else 0}
+
     def checkpoint(state: TrainState, model: torch.nn.Module, improved: bool) -> None:
+        kept["epoch"] = state.epoch
         if improved:
             _save_safetensors(run_dir / "model.safetensors", _dense_state(model),
                               {"epoch": state.epoch, **ident})
@@ -655,6 +665,10 @@ def train(
     except BaseException as e:
         info.update(status="interrupted", updated=_now(), error=f"{type(e).__name__}: {e}")
         _write_json(run_dir / "run.json", info)
+        if isinstance(e, KeyboardInterrupt) and not isinstance(e, Interrupted):
+            raise Interrupted(
+                f"interrupted; {kept['epoch']} of {config.epochs} epochs kept (run {name}), "
+                "rerun with --resume resumes") from None
         raise
     n_epochs = max(len(result.state.history), 1)
     info.update(

@@ -57,7 +57,7 @@ def test_cli_import_stats_validate_export_round_trip(tmp_path):
     assert r.exit_code == 0, r.output
     assert "users" in r.output and "items with image" in r.output and "shop (table)" in r.output
     r = runner.invoke(app, ["data", "stats", "-w", str(ws), "--json"])
-    stats = json.loads(r.output)
+    stats = json.loads(r.stdout)  # stderr carries the log lines
     assert stats["split"] == {"train": 12, "valid": 6, "test": 6}
     assert stats["items_with_image"] == 5
 
