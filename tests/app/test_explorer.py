@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,20 @@ def texts(elements) -> list[str]:
 
 def heatmap_captions(at: AppTest) -> list[str]:
     return [c for im in at.image for c in im.captions if "colour scale" in c]
+
+
+def wait_for(at: AppTest, ready, timeout: float = 90) -> None:
+    """Rerun the app (as the fragment's timer would) until ``ready(at)`` holds."""
+    end = time.monotonic() + timeout
+    while not ready(at):
+        assert time.monotonic() < end, "the background job did not finish"
+        time.sleep(0.3)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+
+
+def worst_buttons(at: AppTest) -> list:
+    return [b for b in at.button if b.key and b.key.startswith("worst-")]
 
 
 def test_item_page_shows_pair_scores_neighbours_and_exports(explorer_ws, monkeypatch):
@@ -113,10 +128,14 @@ def test_dataset_view_metrics_histograms_and_worst_items(explorer_ws, monkeypatc
     assert metrics["backbone"].tolist() == ["vbpr"]
     assert {"Recall@20 without", "Recall@20 with", "NDCG@20 Δ"} <= set(metrics.columns)
     at.number_input(key="n_items").set_value(4).run()
-    next(b for b in at.button if b.label == "Compute scores").click().run()
+    at.button(key="compute_scores").click().run()
     assert not at.exception
-    assert len(at.image) == 1  # the histograms
-    worst = [b for b in at.button if b.key and b.key.startswith("worst-")]
+    wait_for(at, lambda a: bool(worst_buttons(a)))
+    assert len(at.image) == 2  # the histograms and the paired scatter
+    paired = at.dataframe[1].value
+    assert list(paired.index) == ["drift", "omission"] and (paired["n"] == 4).all()
+    assert any("Wilcoxon signed-rank" in c for c in texts(at.caption))
+    worst = worst_buttons(at)
     assert len(worst) == 4 and "drift with" in worst[0].label
     item = worst[0].key.removeprefix("worst-")
     worst[0].click().run()
