@@ -12,21 +12,27 @@ everything else lives in :mod:`befa_viz.pipeline` (see :mod:`befa_viz.explore`).
 from __future__ import annotations
 
 import argparse
+import html
 import os
 import sys
+import time
 from typing import Any
 
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from befa_viz import BefaVizError, pipeline, viz
 from befa_viz.pipeline import Workspace
 from befa_viz.workspace import WORKSPACE_ENV
 
-VIEWS = ("Item", "User", "Dataset")
+VIEWS = ("Item", "User", "Dataset", "Item space")
 #: Choices that survive switching views (Streamlit drops the state of widgets not drawn).
 PERSISTENT = ("view", "dataset", "pair", "item_id", "modality", "method", "target", "n_steps",
-              "compare", "sanity", "user", "k", "n_items")
+              "compare", "sanity", "user", "k", "n_items", "difference", "show_masks",
+              "colour_by")
+#: Seconds between progress updates of a background scoring job.
+POLL_S = 1.0
 
 
 # ---- arguments and per-user state ----------------------------------------------------------
@@ -51,7 +57,22 @@ def open_item(item_id: str, *, user: str | None = None) -> None:
     if user is not None:
         st.session_state["user"] = user
         st.session_state["target"] = "user_score"
+        st.session_state["_user_score_item"] = item_id
     elif st.session_state.get("target") == "user_score":
+        st.session_state["target"] = pipeline.target_names()[0]
+
+
+def target_changed() -> None:
+    """Target callback: ``user_score`` picked by hand applies to the item shown now."""
+    if st.session_state.get("target") == "user_score":
+        st.session_state["_user_score_item"] = st.session_state.get("item_id")
+
+
+def drop_stale_user_score() -> None:
+    """``user_score`` explains one (user, item) pair: once another item is shown (search,
+    picker, link), the target goes back to the default instead of sticking."""
+    if (st.session_state.get("target") == "user_score"
+            and st.session_state.get("item_id") != st.session_state.get("_user_score_item")):
         st.session_state["target"] = pipeline.target_names()[0]
 
 
@@ -89,8 +110,18 @@ def explain(root: str, run: str, item_id: str, modality: str, method: str, targe
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def heatmap_png(_explanation: Any, key: tuple[Any, ...]) -> bytes:
-    return pipeline.explanation_png(_explanation, dpi=90)
+def heatmap_png(_explanation: Any, key: tuple[Any, ...], difference: bool = False) -> bytes:
+    return pipeline.explanation_png(_explanation, dpi=90, difference=difference)
+
+
+@st.cache_data(show_spinner=False, max_entries=4096)
+def thumbnails(root: str, dataset: str, item_ids: tuple[str, ...]) -> list[str | None]:
+    return pipeline.item_thumbnails(load_dataset(root, dataset), list(item_ids), size=48)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def item_space(root: str, run: str, modality: str) -> Any:
+    return pipeline.item_space(open_runs(root, run), modality=modality, workspace=root)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -150,6 +181,8 @@ def sidebar() -> dict[str, Any] | None:
         main = sb.selectbox("Runs (paired by adapter)", list(labels), key="pair",
                             format_func=labels.get)
         pair = next(p for p in pairs if p.main == main)
+        sb.caption("Without adapter: " + (f"`{pair.without}`" if pair.without else "—")
+                   + "  \nWith adapter: " + (f"`{pair.with_}`" if pair.with_ else "—"))
 
     sb.subheader("Attribution")
     has_images = any(ds.catalog.has_image(i) for i in range(ds.n_items))
@@ -169,13 +202,17 @@ def sidebar() -> dict[str, Any] | None:
     targets = pipeline.target_names(with_user=user is not None)
     if st.session_state.get("target") not in targets:
         st.session_state["target"] = targets[0]
-    target = sb.selectbox("Target", targets, key="target",
+    target = sb.selectbox("Target", targets, key="target", on_change=target_changed,
                           help="content_score: the content pathway's score for the item's "
-                               "users (comparable without and with the adapter).")
+                               "users (comparable without and with the adapter). user_score: "
+                               f"the score for user {user or '(pick one in the User view)'}.")
     if "n_steps" not in st.session_state:
         st.session_state["n_steps"] = 16
+    takes_steps = pipeline.steps_apply(method)
     n_steps = sb.number_input("Steps", min_value=1, max_value=256, step=8, key="n_steps",
-                              help="Integration steps of path methods (IG).")
+                              disabled=not takes_steps,
+                              help="Integration steps of path methods (IG)." if takes_steps
+                              else f"{method} takes no integration steps.")
     paired = pair is not None and pair.paired
     if "compare" not in st.session_state:
         st.session_state["compare"] = True
@@ -185,7 +222,8 @@ def sidebar() -> dict[str, Any] | None:
                          help="Model-randomisation, random-target and input-only controls.")
     return {"root": str(ws.root), "ws": ws, "dataset": dataset, "ds": ds, "pairs": pairs,
             "pair": pair, "has_images": has_images, "modality": modality, "method": method,
-            "target": target, "n_steps": int(n_steps), "compare": compare, "sanity": sanity,
+            "target": target, "n_steps": int(n_steps), "takes_steps": takes_steps,
+            "compare": compare, "sanity": sanity,
             "user": user if target == "user_score" else None}
 
 
@@ -229,9 +267,27 @@ def pick_item(ctx: dict[str, Any]) -> str | None:
 def item_header(ctx: dict[str, Any], item: dict[str, Any]) -> None:
     st.header(f"{item['item_id']} — {item['title']}")
     left, right = st.columns([1, 2])
+    try:
+        masks = pipeline.item_masks(ctx["ds"], item["item_id"])
+    except BefaVizError as e:
+        show_error(e)
+        masks = {}
     with left:
         if item["image_path"]:
-            st.image(item["image_path"], caption="item image", width=220)
+            show = bool(masks) and st.toggle(
+                "Ground-truth masks", key="show_masks",
+                help="Overlay the dataset's ground-truth regions (e.g. the product, props, "
+                     "decoy) on the image.")
+            if show:
+                with Image.open(item["image_path"]) as im:
+                    st.image(pipeline.mask_overlay(im, masks), width=220,
+                             caption="item image with ground-truth masks")
+                st.html(" ".join(
+                    f'<span style="display:inline-block;width:0.8em;height:0.8em;'
+                    f'background:rgb{pipeline.mask_colour(n, k)};margin-right:0.2em"></span>'
+                    f'{html.escape(n)}' for k, n in enumerate(masks)))
+            else:
+                st.image(item["image_path"], caption="item image", width=220)
         elif not ctx["has_images"]:
             st.info(f"Dataset {ctx['dataset']!r} has no images: only text can be explained.")
         else:
@@ -239,8 +295,9 @@ def item_header(ctx: dict[str, Any], item: dict[str, Any]) -> None:
     with right:
         if item["text"]:
             st.markdown(f"> {item['text']}")
-        meta = {k: v for k, v in item["meta"].items() if k not in ("id", "title", "text")}
-        st.table(pd.DataFrame({"value": [str(v) for v in meta.values()]}, index=list(meta)))
+        attrs = pipeline.item_attributes(ctx["ds"], item["item_id"])
+        st.markdown("**Attributes**")
+        st.table(pd.DataFrame({"value": [str(v) for v in attrs.values()]}, index=list(attrs)))
 
 
 def explanation_panel(ctx: dict[str, Any], item: dict[str, Any]) -> None:
@@ -264,8 +321,15 @@ def explanation_panel(ctx: dict[str, Any], item: dict[str, Any]) -> None:
         return
     args = (ctx["root"], pair.main, item["item_id"], ctx["modality"], ctx["method"],
             ctx["target"], ctx["n_steps"], ctx["user"], ctx["compare"], ctx["sanity"])
-    what = (f"{ctx['method']} ({ctx['n_steps']} steps)" if ctx["method"] in ("ig", "ig_smooth",
-            "layer_ig") else ctx["method"])
+    what = (f"{ctx['method']} ({ctx['n_steps']} steps)" if ctx["takes_steps"]
+            else ctx["method"])
+    both = ctx["compare"] and ctx["modality"] == "image"
+    if both and "difference" not in st.session_state:
+        st.session_state["difference"] = True
+    difference = both and st.toggle(
+        "Difference panel (with − without)", key="difference",
+        help="A third panel: the map with the adapter minus the map without, on the pair's "
+             "shared scale (red: more evidence with the adapter).")
     with st.spinner(f"Computing {what} heatmaps of item {item['item_id']}: read from the "
                     "attribution cache when present, else computed and cached (a few seconds "
                     "per map)…"):
@@ -274,12 +338,14 @@ def explanation_panel(ctx: dict[str, Any], item: dict[str, Any]) -> None:
         except BefaVizError as err:
             show_error(err)
             return
-        png = heatmap_png(e, args)
+        png = heatmap_png(e, args, difference)
     src = "from the attribution cache" if all(e.cached.values()) else "computed now, now cached"
     for_user = f" for user {ctx['user']}" if ctx["user"] else ""
     st.subheader(f"Heatmaps: {ctx['target']}{for_user}, {what}")
     if ctx["modality"] == "image":
-        st.image(png, caption=f"Without vs with adapter on one shared colour scale ({src}).")
+        extra = "; the third panel is with − without" if difference else ""
+        st.image(png, caption=f"Without vs with adapter on one shared colour scale{extra} "
+                              f"({src}).")
     else:
         pair_atts = e.figure_pairs()
         html = (viz.token_pair_html(*pair_atts) if isinstance(pair_atts, tuple)
@@ -340,6 +406,8 @@ def item_view(ctx: dict[str, Any]) -> None:
     item_id = pick_item(ctx)
     if item_id is None:
         return
+    if ctx["target"] == "user_score" and item_id != st.session_state.get("_user_score_item"):
+        st.rerun()  # another item than the one explained for the user: main() resets it
     try:
         item = pipeline.item_details(ctx["ds"], item_id)
     except BefaVizError as e:
@@ -362,7 +430,11 @@ def user_view(ctx: dict[str, Any]) -> None:
     k = st.slider("Recommendations", 1, min(50, ds.n_items), key="k")
     hist = pipeline.user_history(ds, user)
     st.subheader(f"User {user}: {len(hist)} interactions")
-    st.dataframe(hist, hide_index=True, width="content")
+    if ctx["has_images"]:
+        hist.insert(0, "image", thumbnails(ctx["root"], ctx["dataset"],
+                                           tuple(hist["item_id"])))
+    st.dataframe(hist, hide_index=True, width="content", row_height=52,
+                 column_config={"image": st.column_config.ImageColumn("image", width="small")})
     if pair is None:
         st.info(f"Dataset {ctx['dataset']!r} has no trained run, so there are no "
                 "recommendations yet. Train one with `befa-viz train`.")
@@ -377,9 +449,13 @@ def user_view(ctx: dict[str, Any]) -> None:
         st.warning(f"Run {pair.main} has no paired run, so only one list is shown.")
     for col, (variant, table) in zip(st.columns(len(recs)), recs.items(), strict=True):
         col.markdown(f"**{variant} adapter**")
-        for row in table.itertuples():
+        thumbs = (thumbnails(ctx["root"], ctx["dataset"], tuple(table["item_id"]))
+                  if ctx["has_images"] else [None] * len(table))
+        for row, thumb in zip(table.itertuples(), thumbs, strict=True):
             hit = f" ✓ {row.held_out}" if row.held_out else ""
-            c_text, c_button = col.columns([4, 1])
+            c_img, c_text, c_button = col.columns([1, 4, 1], vertical_alignment="center")
+            if thumb is not None:
+                c_img.image(thumb, width=48)
             c_text.markdown(f"{row.rank}. `{row.item_id}` {row.title}{hit} · {row.score:.3f}")
             c_button.button("Explain", key=f"rec-{variant}-{row.item_id}", on_click=open_item,
                             args=(row.item_id,), kwargs={"user": user},
@@ -419,27 +495,27 @@ def dataset_view(ctx: dict[str, Any]) -> None:
     n_items = st.number_input("Items to score (evenly spaced)", 1, pool, key="n_items")
     params = (ctx["root"], pair.main, ctx["modality"], ctx["method"], ctx["target"],
               ctx["n_steps"], int(n_items))
-    scores = st.session_state.get("_scores", {})
+    scores = st.session_state.setdefault("_scores", {})
     if params not in scores:
-        st.caption(f"Scores {int(n_items)} items with {ctx['method']}: maps come from the "
-                   "attribution cache, missing ones are computed (a few seconds each).")
-        if not st.button("Compute scores", type="primary"):
+        job = current_job(params)
+        running = job is not None and not job.done
+        # the fragment polls the background job and reruns alone; the page stays usable
+        st.fragment(run_every=POLL_S if running else None, key="scores")(score_progress)(
+            ctx, params)
+        if params not in scores:
             return
-        bar = st.progress(0.0, text="Scoring items…")
-        try:
-            table = pipeline.score_table(
-                workspace=ctx["root"], run=pair.main, modality=ctx["modality"],
-                target=ctx["target"], method=ctx["method"], n_steps=ctx["n_steps"],
-                limit=int(n_items),
-                on_progress=lambda d, n: bar.progress(d / n, text=f"Scored {d} of {n} items"))
-        except BefaVizError as e:
-            show_error(e)
-            return
-        bar.empty()
-        scores[params] = table
-        st.session_state["_scores"] = scores
     table = scores[params]
     st.pyplot(pipeline.score_histogram_figure(table), width="content")
+    if {"drift_without", "drift_with"} <= set(table.columns):
+        st.markdown("**Paired: the same items with vs without the adapter**")
+        st.pyplot(pipeline.paired_scatter_figure(table), width="content")
+        tests = {r["score"]: r for r in (pipeline.paired_test(table, sc)
+                                         for sc in ("drift", "omission"))}
+        st.dataframe(pd.DataFrame(tests).T[["n", "mean_without", "mean_with", "mean_diff",
+                                            "n_lower", "n_higher", "p"]], width="content")
+        st.caption("Wilcoxon signed-rank test (two-sided) on the per-item differences with − "
+                   "without. Points below the diagonal: the score dropped with the adapter. "
+                   "Only meaningful where the method passes its sanity controls.")
     st.markdown("**Most drifting items** (click to open)")
     for row in pipeline.worst_items(table, n=10).itertuples(index=False):
         vals = " · ".join(f"{c.replace('_', ' ')} {getattr(row, c):.2f}"
@@ -448,10 +524,130 @@ def dataset_view(ctx: dict[str, Any]) -> None:
                   on_click=open_item, args=(row.item_id,))
 
 
+def current_job(params: tuple[Any, ...]) -> Any:
+    """The session's background scoring job if it is for ``params``, else ``None``."""
+    held = st.session_state.get("_score_job")
+    return held[1] if held is not None and held[0] == params else None
+
+
+def score_progress(ctx: dict[str, Any], params: tuple[Any, ...]) -> None:
+    """Start, follow or cancel the background scoring of ``params`` (runs as a fragment)."""
+    scores = st.session_state["_scores"]
+    job = current_job(params)
+    if job is not None and job.done:
+        st.session_state.pop("_score_job")
+        if job.error is not None:
+            if isinstance(job.error, BefaVizError):
+                show_error(job.error)
+                return
+            raise job.error
+        done, total = job.progress
+        if job.cancelled and done < total:
+            st.session_state["_cancelled"] = (params, done, total)
+        else:
+            scores[params] = job.result
+            st.rerun()  # the whole page: the results are drawn outside the fragment
+    if job is not None and not job.done:
+        done, total = job.progress
+        st.progress(done / max(total, 1), text=f"Scoring items in the background: {done} of "
+                                               f"{total} (the other views stay usable)")
+        if st.button("Cancel", key="cancel_scores",
+                     help="Stop after the batch in flight; its maps stay cached."):
+            job.cancel()
+            st.caption("Cancelling after the batch in flight…")
+        return
+    cancelled = st.session_state.get("_cancelled")
+    if cancelled is not None and cancelled[0] == params:
+        st.info(f"Cancelled after {cancelled[1]} of {cancelled[2]} items. Their maps are "
+                "cached: computing again resumes from there.")
+    n_items = params[-1]
+    st.caption(f"Scores {n_items} items with {ctx['method']}: maps come from the attribution "
+               "cache, missing ones are computed in the background (a few seconds each).")
+    if st.button("Compute scores", type="primary", key="compute_scores"):
+        old = st.session_state.get("_score_job")
+        if old is not None and not old[1].done:
+            old[1].cancel()  # one job per session: the new request replaces the old one
+        job = pipeline.ScoreJob(
+            workspace=ctx["root"], run=params[1], modality=ctx["modality"],
+            target=ctx["target"], method=ctx["method"], n_steps=ctx["n_steps"],
+            limit=int(n_items), batch_size=2)
+        st.session_state["_score_job"] = (params, job)
+        st.session_state.pop("_cancelled", None)
+        time.sleep(0.2)  # a first batch of cached maps is often done by now
+        st.rerun()  # the whole page, so that the fragment polls
+
+
+# ---- item space ------------------------------------------------------------------------------
+def pick_from_space(key: str) -> None:
+    """Chart callback: open the clicked item."""
+    state = st.session_state.get(key)
+    points = (state or {}).get("selection", {}).get("pick", []) if state else []
+    if points:
+        open_item(str(points[0]["item_id"]))
+
+
+def space_view(ctx: dict[str, Any]) -> None:
+    import altair as alt
+
+    pair = ctx["pair"]
+    st.header(f"Item space of {ctx['dataset']}")
+    if pair is None or ctx["modality"] not in pair.modalities:
+        st.info("Pick a multimodal run: the map shows its items' content representations.")
+        return
+    with st.spinner("Embedding the items with UMAP (cached in the workspace; the first map "
+                    "of a session also compiles UMAP's numba code, ~20 s)…"):
+        try:
+            df = item_space(ctx["root"], pair.main, ctx["modality"])
+        except BefaVizError as e:
+            show_error(e)
+            return
+    df = df.copy()
+    options = ["popularity"] + [c.removeprefix("attr:") for c in df.columns
+                                if c.startswith("attr:")]
+    scored = {k: t for k, t in st.session_state.get("_scores", {}).items()
+              if k[1] == pair.main and k[2] == ctx["modality"]}
+    if scored:
+        table = next(reversed(scored.values()))
+        for v in ("without", "with"):
+            if f"drift_{v}" in table.columns:
+                df[f"drift {v}"] = df["item_id"].map(dict(zip(table["item_id"],
+                                                              table[f"drift_{v}"],
+                                                              strict=True)))
+        options += ["drift"]
+    if st.session_state.get("colour_by") not in options:
+        st.session_state["colour_by"] = options[0]
+    colour_by = st.selectbox("Colour by", options, key="colour_by",
+                             help="drift: the items scored in the Dataset view (others grey).")
+    variants = [v for v in ("without", "with") if f"x_{v}" in df.columns]
+    st.caption(f"{len(df)} items; {ctx['modality']} content representation of each run "
+               "(without: the projected feature ċ; with: g(ċ) ⊙ e), cosine UMAP; the map with "
+               "the adapter is rotated onto the one without. Click a point to open the item.")
+    for col, v in zip(st.columns(len(variants)), variants, strict=True):
+        data = df.rename(columns={f"x_{v}": "x", f"y_{v}": "y"})
+        if colour_by == "popularity":
+            colour = alt.Color("popularity:Q", scale=alt.Scale(type="symlog"))
+        elif colour_by == "drift":
+            colour = alt.Color(f"drift {v}:Q", scale=alt.Scale(domain=[0, 1]),
+                               title=f"drift {v}")
+        else:
+            data = data.rename(columns={f"attr:{colour_by}": colour_by})
+            colour = alt.Color(f"{colour_by}:N")
+        pick = alt.selection_point(name="pick", fields=["item_id"], on="click")
+        chart = (alt.Chart(data[[c for c in data.columns if not c.startswith("attr:")]])
+                 .mark_circle(size=40, opacity=0.8)
+                 .encode(x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None), color=colour,
+                         tooltip=["item_id", "title", "popularity"])
+                 .add_params(pick).properties(title=f"{v} adapter", height=420))
+        with col:
+            st.altair_chart(chart, key=f"space-{v}", on_select=lambda k=f"space-{v}":
+                            pick_from_space(k), selection_mode="pick")
+
+
 # ---- page ------------------------------------------------------------------------------------
 def main() -> None:
     st.set_page_config(page_title="befa-viz explorer", layout="wide")
     keep_state()
+    drop_stale_user_score()  # before the sidebar draws the target picker
     ctx = sidebar()
     if ctx is None:
         return
@@ -460,6 +656,8 @@ def main() -> None:
         user_view(ctx)
     elif view == "Dataset":
         dataset_view(ctx)
+    elif view == "Item space":
+        space_view(ctx)
     else:
         item_view(ctx)
 

@@ -17,7 +17,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -28,21 +28,32 @@ if TYPE_CHECKING:  # pandas is imported where used, so importing the pipeline st
     import pandas as pd
 
 __all__ = [
+    "MASK_COLOURS",
     "RunPair",
+    "ScoreJob",
     "adapter_metrics",
     "explanation_json",
     "explanation_npz",
     "explanation_png",
     "explainable_items",
+    "item_attributes",
     "item_details",
+    "item_masks",
+    "item_space",
+    "item_thumbnails",
+    "mask_colour",
+    "mask_overlay",
     "method_names",
     "nearest_items",
     "open_run_pair",
+    "paired_scatter_figure",
+    "paired_test",
     "recommend",
     "run_pairs",
     "score_histogram_figure",
     "score_table",
     "search_items",
+    "steps_apply",
     "target_names",
     "user_history",
     "worst_items",
@@ -109,7 +120,8 @@ class RunPair:
             what = "with adapter only"
         else:
             what = "without adapter only" if self.modalities else "behaviour only"
-        return f"{self.model} · seed {self.seed} · {what}"
+        content = " + ".join(self.modalities) if self.modalities else "no content"
+        return f"{self.model.upper()} ({content}), seed {self.seed}: {what}"
 
 
 def run_pairs(
@@ -542,6 +554,7 @@ def score_table(
     batch_size: int = 8,
     use_cache: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> pd.DataFrame:
     """Drift, omission and faithfulness of many items, without and with the adapter.
 
@@ -562,6 +575,8 @@ def score_table(
         batch_size: Items per call (and per progress update).
         use_cache: Read and write the attribution cache.
         on_progress: Called with ``(items done, items total)`` after each batch.
+        should_stop: Asked before each batch; ``True`` stops early (a cancel button) and the
+            table holds the items scored so far (their maps are cached, so a rerun resumes).
 
     Returns:
         One row per item (:meth:`ItemExplanation.csv_row`): ``item_id``, ``title``, the
@@ -604,6 +619,9 @@ def score_table(
     compare = _has_partner(ws, main)
     rows: list[dict[str, Any]] = []
     for s in range(0, len(ids), int(batch_size)):
+        if should_stop is not None and should_stop():
+            log.info("score_table stopped after %d of %d items", len(rows), len(ids))
+            break
         with warnings.catch_warnings():  # per-item IG completeness warnings: in the table
             warnings.simplefilter("ignore", UserWarning)
             exps = explain_items(ids[s: s + int(batch_size)], workspace=ws, run=main,
@@ -770,3 +788,480 @@ def explanation_npz(explanation: Any) -> bytes:
 def explanation_json(explanation: Any) -> bytes:
     """Scores, request, runs, gate and relevance source (no arrays) as UTF-8 JSON."""
     return (json.dumps(explanation.to_dict(), indent=2, default=str) + "\n").encode()
+
+
+# ---- thumbnails, attributes and ground-truth masks -------------------------------------------
+def item_thumbnails(dataset: Any, item_ids: Sequence[str], *, size: int = 48
+                    ) -> list[str | None]:
+    """Small PNG thumbnails of items as ``data:`` URIs (``None`` for an item without image).
+
+    For tables (``st.column_config.ImageColumn``) and HTML; nothing is written to disk.
+
+    Args:
+        dataset: A :class:`~befa_viz.data.RecDataset`.
+        item_ids: Raw item ids.
+        size: Longest side in pixels.
+
+    Raises:
+        UnknownNameError: If an id is not in the catalog.
+
+    Example:
+        >>> from befa_viz.testing import toy_dataset
+        >>> uri = item_thumbnails(toy_dataset(), ["i3"], size=16)[0]
+        >>> uri.startswith("data:image/png;base64,")
+        True
+    """
+    import base64
+
+    from PIL import Image
+
+    if int(size) < 4:
+        raise ConfigError(f"size must be >= 4 pixels; got {size}.")
+    cat = dataset.catalog
+    out: list[str | None] = []
+    for item_id in item_ids:
+        idx = cat.index_of(item_id)
+        if not cat.has_image(idx):
+            out.append(None)
+            continue
+        im = cat.image(idx).convert("RGB")
+        im.thumbnail((int(size), int(size)), Image.Resampling.BILINEAR)
+        buf = io.BytesIO()
+        im.save(buf, format="PNG", optimize=True)
+        out.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"))
+    return out
+
+
+def _ground_truth_dir(dataset: Any) -> Any:
+    from pathlib import Path
+
+    path = getattr(dataset, "path", None)
+    return Path(path) / "ground_truth" if path is not None else None
+
+
+def item_masks(dataset: Any, item_id: str | int) -> dict[str, np.ndarray]:
+    """The item's ground-truth masks, where the dataset has them (else ``{}``).
+
+    Datasets store them as ``ground_truth/masks.npz`` in their folder, one ``bool
+    [n_items, H, W]`` array per region (the synthetic shop: ``product``, ``props``, ``decoy``,
+    ...; an importer with garment masks stores them the same way).
+
+    Args:
+        dataset: A :class:`~befa_viz.data.RecDataset` loaded from a workspace.
+        item_id: Raw item id.
+
+    Returns:
+        Region name → ``bool [H, W]``, only regions that cover some of this item.
+
+    Raises:
+        DataError: If the masks file does not match the catalog (the message names it).
+
+    Example:
+        >>> from befa_viz.testing import toy_dataset
+        >>> item_masks(toy_dataset(), "i3")
+        {}
+    """
+    folder = _ground_truth_dir(dataset)
+    if folder is None or not (folder / "masks.npz").is_file():
+        return {}
+    idx = dataset.catalog.index_of(item_id)
+    path = folder / "masks.npz"
+    out: dict[str, np.ndarray] = {}
+    with np.load(path, allow_pickle=False) as z:
+        for name in z.files:
+            arr = z[name]
+            if arr.ndim != 3 or arr.shape[0] != dataset.n_items:
+                raise DataError(f"{path}: mask {name!r} has shape {arr.shape}, expected "
+                                f"[{dataset.n_items}, H, W] (one mask per catalog item). "
+                                "Regenerate the ground truth for this dataset.")
+            m = np.asarray(arr[idx]).astype(bool)
+            if m.any():
+                out[name] = m
+    return out
+
+
+def item_attributes(dataset: Any, item_id: str | int) -> dict[str, Any]:
+    """The item's attributes: the catalog's extra columns, then ground-truth attributes
+    (``ground_truth/attributes.csv``, e.g. the synthetic shop's kind, colour and pattern).
+
+    Example:
+        >>> from befa_viz.testing import toy_dataset
+        >>> item_attributes(toy_dataset(), "i3")["training users"]
+        2
+    """
+    d = item_details(dataset, item_id)
+    out = {k: v for k, v in d["meta"].items() if k not in ("id", "title", "text")}
+    folder = _ground_truth_dir(dataset)
+    if folder is not None and (folder / "attributes.csv").is_file():
+        import pandas as pd
+
+        attrs = pd.read_csv(folder / "attributes.csv", dtype={"item_id": str})
+        row = attrs.loc[attrs["item_id"] == d["item_id"]]
+        if len(row):
+            for k, v in row.iloc[0].items():
+                if k != "item_id" and k not in out:
+                    out[str(k)] = v.item() if isinstance(v, np.generic) else v
+    return out
+
+
+#: Overlay colours of ground-truth regions (others cycle through ``_EXTRA_COLOURS``).
+MASK_COLOURS = {"product": (46, 204, 113), "garment": (46, 204, 113), "decoy": (231, 76, 60),
+                "props": (52, 152, 219), "sticker": (241, 196, 15), "price_tag": (155, 89, 182),
+                "watermark": (230, 126, 34)}
+_EXTRA_COLOURS = ((26, 188, 156), (236, 112, 99), (93, 173, 226), (244, 208, 63))
+
+
+def mask_colour(name: str, k: int = 0) -> tuple[int, int, int]:
+    """RGB colour of a ground-truth region in :func:`mask_overlay`."""
+    return MASK_COLOURS.get(name, _EXTRA_COLOURS[k % len(_EXTRA_COLOURS)])
+
+
+def mask_overlay(image: Any, masks: Mapping[str, np.ndarray], *, alpha: float = 0.45
+                 ) -> np.ndarray:
+    """The image with each mask tinted in its colour (:func:`mask_colour`) and outlined.
+
+    Args:
+        image: PIL image or ``uint8 [H, W, 3]`` array.
+        masks: Region name → ``bool [h, w]`` (resized to the image, nearest neighbour).
+        alpha: Tint opacity.
+
+    Returns:
+        ``uint8 [H, W, 3]``.
+
+    Example:
+        >>> img = np.zeros((4, 4, 3), np.uint8)
+        >>> mask_overlay(img, {"product": np.eye(4, dtype=bool)})[0, 0].tolist()
+        [46, 204, 113]
+    """
+    from PIL import Image
+    from scipy import ndimage
+
+    if not 0 <= float(alpha) <= 1:
+        raise ConfigError(f"alpha must be in [0, 1]; got {alpha}.")
+    rgb = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise DataError(f"mask_overlay needs an RGB image [H, W, 3]; got shape {rgb.shape}.")
+    out = rgb.astype(np.float32)
+    h, w = rgb.shape[:2]
+    for k, (name, m) in enumerate(masks.items()):
+        m = np.asarray(m, dtype=bool)
+        if m.shape != (h, w):
+            m = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize(
+                (w, h), Image.Resampling.NEAREST)) > 127
+        colour = np.asarray(mask_colour(name, k), np.float32)
+        out[m] = (1 - alpha) * out[m] + alpha * colour
+        edge = m & ~ndimage.binary_erosion(m)
+        out[edge] = colour
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def steps_apply(method: str) -> bool:
+    """Whether ``method`` takes integration steps (path methods such as IG); Grad-CAM,
+    similarity, occlusion and the input-only map do not.
+
+    Example:
+        >>> steps_apply("ig"), steps_apply("gradcam")
+        (True, False)
+    """
+    from befa_viz.attribution import method_options
+
+    return "n_steps" in method_options(method)
+
+
+# ---- paired with-vs-without statistics -------------------------------------------------------
+def paired_test(table: pd.DataFrame, score: str = "drift") -> dict[str, Any]:
+    """Compare a per-item score with vs without the adapter over the same items.
+
+    A two-sided Wilcoxon signed-rank test (``scipy.stats.wilcoxon``) on the per-item
+    differences ``with − without``; items missing either value are left out.
+
+    Args:
+        table: From :func:`score_table` (columns ``<score>_without`` and ``<score>_with``).
+        score: ``drift``, ``omission``, ``deletion_auc``, ...
+
+    Returns:
+        ``n`` (items with both), ``mean_without``, ``mean_with``, ``mean_diff``,
+        ``n_lower`` / ``n_higher`` / ``n_equal`` (items where with is below / above / equal
+        to without), ``statistic`` and ``p`` (``None`` when fewer than two items differ).
+
+    Raises:
+        DataError: If the table lacks either column.
+
+    Example:
+        >>> import pandas as pd
+        >>> t = pd.DataFrame({"drift_without": [0.5, 0.6, 0.7, 0.8, 0.9, 0.6],
+        ...                   "drift_with": [0.1, 0.2, 0.3, 0.4, 0.5, 0.2]})
+        >>> r = paired_test(t)
+        >>> r["n"], r["n_lower"], round(r["p"], 3)
+        (6, 6, 0.031)
+    """
+    import pandas as pd
+    from scipy import stats
+
+    cols = (f"{score}_without", f"{score}_with")
+    missing = [c for c in cols if c not in table.columns]
+    if missing:
+        raise DataError(f"The score table has no column(s) {missing}; a paired test needs "
+                        f"scores of both runs (columns: {', '.join(map(str, table.columns))}). "
+                        "Score a run that has a partner with the other adapter setting.")
+    a = pd.to_numeric(table[cols[0]], errors="coerce").to_numpy(float)
+    b = pd.to_numeric(table[cols[1]], errors="coerce").to_numpy(float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    d = b - a
+    out: dict[str, Any] = {
+        "score": score, "n": int(ok.sum()),
+        "mean_without": float(a.mean()) if len(a) else None,
+        "mean_with": float(b.mean()) if len(b) else None,
+        "mean_diff": float(d.mean()) if len(d) else None,
+        "n_lower": int((d < 0).sum()), "n_higher": int((d > 0).sum()),
+        "n_equal": int((d == 0).sum()), "statistic": None, "p": None,
+        "test": "Wilcoxon signed-rank, two-sided"}
+    if int((d != 0).sum()) >= 2:
+        res = stats.wilcoxon(b, a, alternative="two-sided")
+        out["statistic"], out["p"] = float(res.statistic), float(res.pvalue)
+    return out
+
+
+def paired_scatter_figure(table: pd.DataFrame, scores: Sequence[str] = ("drift", "omission")
+                          ) -> Any:  # -> matplotlib.figure.Figure
+    """Per-item score with the adapter (y) against without (x), one panel per score.
+
+    Points below the diagonal are items whose score dropped with the adapter; each panel's
+    title gives the :func:`paired_test` result.
+
+    Example:
+        >>> import pandas as pd
+        >>> t = pd.DataFrame({"drift_without": [0.2, 0.5, 0.4], "drift_with": [0.4, 0.1, 0.3],
+        ...                   "omission_without": [0.3, 0.3, 0.2],
+        ...                   "omission_with": [0.1, 0.2, 0.2]})
+        >>> len(paired_scatter_figure(t).axes)
+        2
+    """
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.6 * len(scores), 3.5), layout="constrained")
+    axes = fig.subplots(1, len(scores), squeeze=False)[0]
+    for ax, score in zip(axes, scores, strict=True):
+        r = paired_test(table, score)
+        x = pd.to_numeric(table[f"{score}_without"], errors="coerce").to_numpy(float)
+        y = pd.to_numeric(table[f"{score}_with"], errors="coerce").to_numpy(float)
+        ax.plot([0, 1], [0, 1], color="#999999", lw=0.8, ls="--", zorder=1)
+        ax.scatter(x, y, s=16, color="#d95f02", alpha=0.75, edgecolor="white", lw=0.4,
+                   zorder=2)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"{score.replace('_', ' ')} without adapter")
+        ax.set_ylabel(f"{score.replace('_', ' ')} with adapter")
+        p = "p n/a" if r["p"] is None else f"p = {r['p']:.2g}"
+        ax.set_title(f"{r['n_lower']} lower, {r['n_higher']} higher of {r['n']}; "
+                     f"Wilcoxon {p}", fontsize=8.5)
+    return fig
+
+
+# ---- item space --------------------------------------------------------------------------
+def _umap() -> Any:
+    try:
+        import umap
+    except ImportError as e:
+        from befa_viz.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            "umap-learn is not installed (the item-space view needs it). Install with: "
+            "pip install 'befa-viz[app]'.") from e
+    return umap
+
+
+def item_space(
+    runs: Mapping[str, Any],
+    *,
+    modality: str = "image",
+    workspace: Workspace | str | os.PathLike[str] | None = None,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    seed: int = 0,
+    use_cache: bool = True,
+) -> pd.DataFrame:
+    """2-D UMAP maps of every item's content representation without and with the adapter.
+
+    Each run's representation (``item_content``: the projected feature ċ without the adapter,
+    g(ċ) ⊙ e with it) is embedded separately with cosine UMAP; the map with the adapter is then
+    rotated/reflected onto the one without (orthogonal Procrustes over all items), so that the
+    two panels can be read side by side. The result is cached in the workspace cache (kind
+    ``item_space``; key: the runs' fingerprints and the UMAP settings).
+
+    Args:
+        runs: ``{variant: Run}`` from :func:`open_run_pair`.
+        modality: Content modality.
+        workspace: Workspace whose cache keeps the embedding (default: the runs' workspace;
+            none for a run folder outside a workspace).
+        n_neighbors: UMAP neighbourhood size (clipped to the number of items − 1).
+        min_dist: UMAP minimum distance.
+        seed: UMAP random state (fixed: the layout is reproducible).
+        use_cache: Read and write the cache.
+
+    Returns:
+        One row per item: ``item_id``, ``title``, ``popularity`` (training interactions),
+        ``x_<variant>``, ``y_<variant>`` for each run, plus the catalog's and the ground
+        truth's attribute columns (prefixed ``attr:``).
+
+    Raises:
+        ConfigError: If the runs have no ``modality`` features.
+        MissingDependencyError: If umap-learn is not installed.
+    """
+    import pandas as pd
+    import torch
+
+    first = _first(runs)
+    if modality not in first.info.get("features", {}):
+        raise ConfigError(f"Run {first.name} has no {modality} features (it has: "
+                          f"{', '.join(sorted(first.info.get('features', {}))) or 'none'}).")
+    ds = first.dataset
+    if ds.n_items < 4:
+        raise DataError(f"Dataset {ds.name!r} has {ds.n_items} items; an item map needs 4+.")
+    k = int(min(max(int(n_neighbors), 2), ds.n_items - 1))
+    if workspace is None and first.path.parent.name != "runs":
+        use_cache = False  # a run outside a workspace: no cache to keep the map in
+    cache = (_ws(workspace) if workspace is not None else Workspace(first.path.parent.parent)
+             ).cache()
+    params = {"modality": modality, "n_neighbors": k, "min_dist": float(min_dist),
+              "seed": int(seed), "metric": "cosine", "align": "procrustes"}
+    key = cache.key("item_space", fingerprints={v: r.fingerprint for v, r in runs.items()},
+                    params=params)
+    coords: dict[str, np.ndarray] = {}
+    hit = cache.get("item_space", key) if use_cache else None
+    if hit is not None:
+        with np.load(hit / "coords.npz", allow_pickle=False) as z:
+            coords = {v: z[v] for v in runs if v in z.files}
+    if set(coords) != set(runs):
+        umap = _umap()
+        coords = {}
+        for v, run in runs.items():
+            with torch.no_grad():
+                x = run.model.item_content(modality).detach().cpu().numpy().astype(np.float32)
+            reducer = umap.UMAP(n_neighbors=k, min_dist=float(min_dist), metric="cosine",
+                                random_state=int(seed), n_jobs=1)
+            coords[v] = np.asarray(reducer.fit_transform(x), dtype=np.float32)  # [I, 2]
+        if "without" in coords and "with" in coords:
+            coords["with"] = _procrustes_onto(coords["with"], coords["without"])
+        if use_cache:
+            cache.put("item_space", key,
+                      # numpy's stubs type **kwds like its `allow_pickle: bool`
+                      lambda d: np.savez_compressed(d / "coords.npz",
+                                                    **cast("dict[str, Any]", coords)),
+                      {"runs": {v: r.name for v, r in runs.items()}, **params})
+    counts = np.bincount(ds.interactions.train().item_idx, minlength=ds.n_items)
+    df = pd.DataFrame({"item_id": list(ds.catalog.item_ids), "title": list(ds.catalog.titles),
+                       "popularity": counts.astype(int)})
+    for v, c in coords.items():
+        df[f"x_{v}"], df[f"y_{v}"] = c[:, 0], c[:, 1]
+    for name, col in _attribute_columns(ds).items():
+        df[f"attr:{name}"] = col
+    return df
+
+
+def _procrustes_onto(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """``moving`` rotated/reflected, scaled and shifted to best match ``fixed`` (least squares)."""
+    from scipy.linalg import orthogonal_procrustes
+
+    mc, fc = moving - moving.mean(0), fixed - fixed.mean(0)
+    r, _ = orthogonal_procrustes(mc, fc)
+    turned = mc @ r
+    scale = float(np.sum(turned * fc) / max(np.sum(turned * turned), 1e-12))
+    return (turned * scale + fixed.mean(0)).astype(np.float32)
+
+
+def _attribute_columns(dataset: Any) -> dict[str, list[Any]]:
+    """Categorical columns to colour items by: the catalog's extras and ground-truth
+    attributes with 2–20 distinct values."""
+    out: dict[str, list[Any]] = {}
+    meta = dataset.catalog.meta
+    frames = [meta] if meta is not None else []
+    folder = _ground_truth_dir(dataset)
+    if folder is not None and (folder / "attributes.csv").is_file():
+        import pandas as pd
+
+        attrs = pd.read_csv(folder / "attributes.csv", dtype={"item_id": str})
+        attrs = attrs.set_index("item_id").reindex(list(dataset.catalog.item_ids))
+        frames.append(attrs.reset_index(drop=True))
+    for frame in frames:
+        for c in frame.columns:
+            name = str(c)
+            if name in out or name in ("id", "item_id", "title", "text", "image"):
+                continue
+            col = frame[c]
+            n = col.nunique(dropna=True)
+            if 2 <= n <= 20 and len(col) == dataset.n_items:
+                out[name] = [None if v is None or (isinstance(v, float) and np.isnan(v))
+                             else str(v) for v in col.tolist()]
+    return out
+
+
+# ---- background scoring ------------------------------------------------------------------
+class ScoreJob:
+    """:func:`score_table` in a background thread, with progress and cancel.
+
+    What the explorer's "Compute scores" runs, so that the page stays usable while items are
+    scored: the app polls :attr:`progress` and :attr:`done`, a button calls :meth:`cancel`.
+    The job never touches a UI; it only holds its result.
+
+    Args:
+        **request: Keyword arguments of :func:`score_table` (not ``on_progress`` or
+            ``should_stop``, which the job sets).
+
+    Example:
+        >>> from befa_viz.testing import toy_workspace
+        >>> job = ScoreJob(workspace=toy_workspace(), limit=2, method="gradcam")
+        >>> job.wait(120).done, len(job.result), job.progress
+        (True, 2, (2, 2))
+    """
+
+    def __init__(self, **request: Any) -> None:
+        import threading
+
+        bad = {"on_progress", "should_stop"} & set(request)
+        if bad:
+            raise ConfigError(f"ScoreJob sets {sorted(bad)} itself; leave them out.")
+        self.request = request
+        self.result: pd.DataFrame | None = None
+        self.error: BaseException | None = None
+        self._progress = (0, int(request.get("limit") or 0))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="befa-score-job", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        try:
+            self.result = score_table(**self.request, on_progress=self._on_progress,
+                                      should_stop=self._stop.is_set)
+        except BaseException as e:  # kept for the caller to show; the thread must not die loud
+            self.error = e
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self._progress = (int(done), int(total))
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """``(items scored, items requested)``."""
+        return self._progress
+
+    @property
+    def done(self) -> bool:
+        """The thread has finished (completed, cancelled or failed)."""
+        return not self._thread.is_alive()
+
+    @property
+    def cancelled(self) -> bool:
+        """:meth:`cancel` was called."""
+        return self._stop.is_set()
+
+    def cancel(self) -> None:
+        """Stop before the next batch (the batch in flight finishes; its maps are cached)."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> ScoreJob:
+        """Block until the job is done (or ``timeout`` seconds pass); returns the job."""
+        self._thread.join(timeout)
+        return self

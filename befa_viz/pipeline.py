@@ -2567,28 +2567,42 @@ __all__ += ["BenchmarkResult", "DemoResult", "run_benchmark", "run_demo"]
 
 # ---- explore verbs (explorer app and notebooks; implemented in befa_viz.explore) -----------
 from befa_viz.explore import (  # noqa: E402
+    MASK_COLOURS,
     RunPair,
+    ScoreJob,
     adapter_metrics,
     explainable_items,
     explanation_json,
     explanation_npz,
     explanation_png,
+    item_attributes,
     item_details,
+    item_masks,
+    item_space,
+    item_thumbnails,
+    mask_colour,
+    mask_overlay,
     method_names,
     nearest_items,
     open_run_pair,
+    paired_scatter_figure,
+    paired_test,
     recommend,
     run_pairs,
     score_histogram_figure,
     score_table,
     search_items,
+    steps_apply,
     target_names,
     user_history,
     worst_items,
 )
 
-__all__ += ["RunPair", "adapter_metrics", "explainable_items", "explanation_json",
-            "explanation_npz", "explanation_png", "item_details", "method_names",
-            "nearest_items", "open_run_pair", "recommend", "run_pairs", "score_histogram_figure",
-            "score_table", "search_items", "target_names", "user_history", "worst_items"]
+__all__ += ["MASK_COLOURS", "RunPair", "ScoreJob", "adapter_metrics", "explainable_items",
+            "explanation_json", "explanation_npz", "explanation_png", "item_attributes",
+            "item_details", "item_masks", "item_space", "item_thumbnails", "mask_colour",
+            "mask_overlay", "method_names", "nearest_items", "open_run_pair",
+            "paired_scatter_figure", "paired_test", "recommend", "run_pairs",
+            "score_histogram_figure", "score_table", "search_items", "steps_apply",
+            "target_names", "user_history", "worst_items"]
 # ---- end explore verbs -------------------------------------------------------------------

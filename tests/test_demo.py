@@ -71,6 +71,18 @@ def test_second_run_reuses_everything(first):
     assert again.benchmark.params["report_reused"]
     assert again.ranking == result.ranking
     assert again.report.is_file()
+    # the report keeps the first run's stage times for the stages this rerun reused
+    for stage in ("encode", "train without adapter", "train with adapter", "benchmark"):
+        assert again.first_stages[stage] == result.stages[stage]
+    assert again.first_stages["report"] == again.stages["report"]
+    saved = json.loads((again.report.parent / "summary.json").read_text())
+    assert saved["first_stages"] == again.first_stages
+    page = again.report.read_text(encoding="utf-8")
+    first = ", ".join(f"{k} {v:.1f} s" for k, v in result.stages.items() if k != "report")
+    assert f"Stage times: {first} (the run that computed each stage" in page
+    # each method's without/with maps share one scale: one grid per method, links are relative
+    assert len(list(again.report.parent.glob("sample_grid*.png"))) == 1 + len(again.scores)
+    assert '<a href="../benchmark-' in page
 
 
 def test_cli_demo_small(first):

@@ -478,12 +478,27 @@ body { font-family: 'DejaVu Sans', Arial, sans-serif; color: #222; max-width: 11
        margin: 2em auto; padding: 0 1em; line-height: 1.45; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; }
 h2 { font-size: 1.2em; border-bottom: 1px solid #bbb; padding-bottom: 0.2em; margin-top: 1.6em; }
+p, li { overflow-wrap: anywhere; }
+a { color: #1f5fa8; }
 img.figure { max-width: 100%; height: auto; display: block; margin: 0.6em 0; }
-table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
-th, td { padding: 0.25em 0.8em; text-align: left; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; max-width: 100%; }
+th, td { padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { overflow-wrap: break-word; hyphens: manual; }
+td { overflow-wrap: anywhere; }
 thead th { border-top: 2px solid #222; border-bottom: 1px solid #222; }
 tbody tr:last-child td { border-bottom: 2px solid #222; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+div.stack { display: grid; gap: 0.6em; margin: 0.6em 0; font-size: 0.92em; }
+div.stack > div.rec { border-top: 2px solid #222; padding-top: 0.3em; }
+div.stack h3 { font-size: 1em; margin: 0 0 0.3em 0; }
+div.stack dl { display: grid; grid-template-columns: repeat(auto-fill, minmax(205px, 1fr));
+               gap: 0.15em 1.2em; margin: 0; }
+div.stack dl > div { display: flex; justify-content: space-between; gap: 0.5em;
+                     border-bottom: 1px dotted #ccc; min-width: 0; }
+div.stack dt { color: #555; overflow-wrap: anywhere; }
+div.stack dd { margin: 0; text-align: right; font-variant-numeric: tabular-nums;
+               white-space: nowrap; }
+p.keys { font-size: 0.85em; color: #555; margin-bottom: 0; }
 footer { margin-top: 2em; font-size: 0.8em; color: #777; }
 """
 
@@ -502,12 +517,84 @@ def _png_b64(obj: Figure | np.ndarray, dpi: float) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _table_html(data: Any) -> str:
+#: Width budget of a table in the report (px): the body's 1150 px less its padding. A table
+#: whose columns cannot all fit (even with wrapped headers) is stacked instead, one block per
+#: row, so that no column is cut off or scrolled away in a 1280-px window.
+_TABLE_BUDGET_PX = 1100
+_CHAR_PX = 7.6  # a DejaVu Sans character at the tables' 0.92 em of 16 px, with some slack
+_CELL_PAD_PX = 20
+#: Absolute POSIX paths with at least two parts (``/a/b``); a lone ``/`` between words is not one.
+_PATH_RE = re.compile(r"(?<![\w:/.\-])(/[\w.@~+\-]+(?:/[\w.@~+\-]*)+)")
+
+
+def _min_col_px(header: str, cells: Sequence[str]) -> float:
+    """Narrowest a column gets: its longest header word (headers wrap) or its longest cell
+    (numbers do not wrap; words in text cells do)."""
+    longest_word = max((len(w) for c in cells for w in re.split(r"[\s_/]+", c)), default=0)
+    head = max((len(w) for w in re.split(r"[\s_/]+", header)), default=0)
+    return max(head, longest_word) * _CHAR_PX + _CELL_PAD_PX
+
+
+def _fits(header: list[str], rows: list[list[str]], budget: float = _TABLE_BUDGET_PX) -> bool:
+    return sum(_min_col_px(h, [r[j] for r in rows]) for j, h in enumerate(header)) <= budget
+
+
+def _wbr(s: str) -> str:
+    """Escape ``s`` and let the browser break it after ``_``, ``/`` and ``.`` (headers such as
+    ``margin_random_target`` wrap instead of widening the table)."""
+    return re.sub(r"([_/.])", r"\1<wbr>", html.escape(s))
+
+
+def _link_paths(escaped: str, link_base: Path | None) -> str:
+    """Turn absolute paths in already escaped text into links.
+
+    A path under ``link_base`` (the report's folder) links relatively, so the links survive
+    moving the workspace; any other path links as a ``file://`` URI.
+    """
+    import os
+
+    def repl(m: re.Match[str]) -> str:
+        text = m.group(1)
+        raw = html.unescape(text).rstrip(".")
+        tail = text[len(html.escape(raw)):]
+        path = Path(raw)
+        href = path.as_uri()
+        if link_base is not None:
+            try:
+                path.relative_to(link_base.parent)  # beside or below the report's folder
+                href = Path(os.path.relpath(path, link_base)).as_posix()
+            except ValueError:
+                pass
+        return (f'<a href="{html.escape(href, quote=True)}">{html.escape(raw)}</a>'
+                f"{tail}")
+
+    return _PATH_RE.sub(repl, escaped)
+
+
+def _table_html(data: Any, link_base: Path | None = None) -> str:
+    """A table, or, when its columns cannot all fit the page, one block per row ("stacked")."""
     header, rows = L.table_rows(data)
     num = [j > 0 and all(L._looks_numeric(r[j]) for r in rows) for j in range(len(header))]
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+
+    def cell(c: str) -> str:
+        return _link_paths(html.escape(c), link_base)
+
+    if not _fits(header, rows):
+        # the leading text columns (modality, variant, method, ...) name each block
+        n_key = next((j for j in range(1, len(header)) if num[j]), len(header))
+        n_key = min(max(n_key, 1), 4)
+        blocks = []
+        for k, r in enumerate(rows):
+            name = " · ".join(c for c in r[:n_key] if c.strip()) or f"row {k + 1}"
+            items = "".join(f"<div><dt>{_wbr(h)}</dt><dd>{cell(c)}</dd></div>"
+                            for h, c in zip(header[n_key:], r[n_key:], strict=True))
+            blocks.append(f'<div class="rec"><h3>{cell(name)}</h3><dl>{items}</dl></div>')
+        keys = " · ".join(h for h in header[:n_key] if h)
+        legend = f'<p class="keys">Each block: {html.escape(keys)}.</p>' if keys else ""
+        return f'{legend}<div class="stack">{"".join(blocks)}</div>'
+    head = "".join(f"<th>{_wbr(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f'<td{" class=num" if num[j] else ""}>{html.escape(c)}</td>'
+        "<tr>" + "".join(f'<td{" class=num" if num[j] else ""}>{cell(c)}</td>'
                          for j, c in enumerate(r)) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -533,15 +620,21 @@ def html_report(
     *,
     title: str = "befa-viz report",
     dpi: float = 110,
+    link_base: str | Path | None = None,
 ) -> str:
     """Build a self-contained one-page HTML report (no external assets).
 
     Figures and arrays are embedded as base64 PNG; tables come from dicts or lists of dicts.
+    Table headers wrap; a table whose columns would not all fit a 1280-px window even then is
+    stacked (one block per row, every column labelled). Absolute paths in texts and table cells
+    become links.
 
     Args:
         sections: :class:`Section` objects or dicts with the same keys.
         title: Page title.
         dpi: Resolution of embedded figures.
+        link_base: The folder the page is written to: paths below its parent link relatively
+            (the links survive moving the workspace); other paths link as ``file://`` URIs.
 
     Returns:
         The HTML document as a string; write it with ``Path.write_text(..., encoding="utf-8")``.
@@ -556,17 +649,18 @@ def html_report(
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>"]
+    base = Path(link_base).resolve() if link_base is not None else None
     for raw in sections:
         s = _section(raw)
         parts.append(f"<section><h2>{html.escape(s.title)}</h2>")
         if s.text:
             for para in re.split(r"\n\s*\n", s.text.strip()):
-                parts.append(f"<p>{html.escape(para)}</p>")
+                parts.append(f"<p>{_link_paths(html.escape(para), base)}</p>")
         for f in s.figures:
             parts.append(f'<img class="figure" alt="{html.escape(s.title)}" '
                          f'src="data:image/png;base64,{_png_b64(f, dpi)}">')
         if s.table is not None:
-            parts.append(_table_html(s.table))
+            parts.append(_table_html(s.table, base))
         if s.html:
             parts.append(s.html)
         parts.append("</section>")

@@ -46,3 +46,18 @@ def textonly_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for adapter in ("none", "befa"):
         train_model(ws, model="vbpr", adapter=adapter, dataset="noimages", epochs=1, seed=1)
     return ws.root
+
+
+@pytest.fixture(scope="session")
+def shop_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic shop (ground-truth masks and attributes) with a vbpr pair."""
+    from befa_viz.pipeline import encode_dataset, synth_dataset, train_model
+    from befa_viz.workspace import Workspace
+
+    ws = Workspace(tmp_path_factory.mktemp("shop-ws"))
+    synth_dataset(ws, "shop", n_items=16, n_users=12, image_size=32,
+                  interactions_per_user=(4, 6))
+    encode_dataset(ws, "shop", image_encoder="tiny:cnn", text_encoder="tiny:text")
+    for adapter in ("none", "befa"):
+        train_model(ws, model="vbpr", adapter=adapter, dataset="shop", epochs=1, seed=1)
+    return ws.root

@@ -167,3 +167,71 @@ def test_item_report_reads_a_sanity_report_summary():
     text = [t.get_text() for t in fig.texts]
     assert "model control" in text and "input control" in text and "0.800" in text
     assert "no" in text and "yes" in text
+
+
+def _wide_table(n_rows: int = 3) -> list[dict]:
+    """Like the benchmark headline: text keys, then many numeric columns with long names."""
+    cols = ["mass_in_mask", "chance", "ratio", "pointing", "margin_random_target",
+            "margin_input", "margin_random_map", "p_random_target", "p_input", "precision",
+            "drift_without_adapter", "omission_without_adapter", "passes"]
+    return [{"modality": "image", "variant": v, "method": "gradcam",
+             "target": "behaviour_alignment", **{c: 0.123456 * (k + 1) for c in cols[:-1]},
+             "passes": k % 2 == 0} for k, v in enumerate(("without", "with", "model-free")[
+                 :n_rows])]
+
+
+def test_html_tables_stack_when_their_columns_cannot_fit():
+    page = html_report([{"title": "Wide", "table": _wide_table()},
+                        {"title": "Narrow", "table": {"with": {"drift": 0.2, "omission": 0.1}}}])
+    assert page.count('<div class="stack">') == 1 and page.count("<table>") == 1
+    wide = page[page.index('<div class="stack">'):]
+    # every column is labelled in every block; the text keys name the block
+    assert wide.count("<dt>p_<wbr>input</dt>") == 3 and wide.count("<dt>passes</dt>") == 3
+    assert "<h3>image · with · gradcam · behaviour_alignment</h3>" in wide
+    # headers of ordinary tables may break after underscores
+    one = html_report([{"title": "t", "table": [{"margin_input": 0.1}]}])
+    assert "<th>margin_<wbr>input</th>" in one
+
+
+def test_html_report_links_paths(tmp_path):
+    report_dir = tmp_path / "reports" / "demo"
+    other = tmp_path / "reports" / "bench" / "report.html"
+    page = html_report([{"title": "Paths", "text": f"Full report: {other}. With / without.",
+                         "table": [{"run": "r1", "folder": "/srv/x/runs/r1"}]}],
+                       link_base=report_dir)
+    assert f'<a href="../bench/report.html">{other}</a>.' in page  # relative, dot kept outside
+    assert '<a href="file:///srv/x/runs/r1">/srv/x/runs/r1</a>' in page
+    assert "With / without." in page  # a lone slash is not a path
+
+
+@pytest.mark.browser
+def test_report_tables_show_every_column_in_a_1280px_chromium(tmp_path):
+    """The benchmark-like wide table and a medium one in a real Chromium window 1280 px wide:
+    nothing overflows sideways and every column header is on screen."""
+    from tests.app.test_explorer_browser import CHROMIUM, CHROMIUM_ARGS, need_chromium
+
+    need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    medium = [{"backbone": "freedom", **{f"Recall@{k} {v}": 0.1 for k in (10, 20)
+                                         for v in ("without", "with", "Δ")}, "p (sign test)": 0.03}]
+    path = tmp_path / "report.html"
+    path.write_text(html_report([{"title": "Wide", "table": _wide_table()},
+                                 {"title": "Medium", "table": medium}]), encoding="utf-8")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                     args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(path.as_uri())
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+            labels = page.evaluate("""[...document.querySelectorAll('th, dt, dd, td')].map(
+                e => { const r = e.getBoundingClientRect();
+                       return [e.textContent, r.left, r.right, r.width]; })""")
+            assert labels and all(0 <= left and right <= 1280 and w > 0
+                                  for _, left, right, w in labels), labels
+            shown = {t for t, *_ in labels}
+            assert {"p_input", "passes", "p (sign test)", "Recall@20 Δ"} <= shown
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
