@@ -43,6 +43,29 @@ app = typer.Typer(
 _state = {"verbose": False}
 
 
+def _progress(progress: bool) -> bool:
+    """Whether to draw progress bars, and silence the libraries' own bars when not.
+
+    Bars are drawn only on a terminal: redirected to a file, tqdm's carriage returns and
+    cursor moves would clutter it. Without bars, transformers' and huggingface_hub's bars
+    (e.g. "Loading weights") are switched off too, so ``--no-progress`` silences every bar.
+    """
+    show = bool(progress) and sys.stderr.isatty()
+    if not show:
+        import os
+
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when these libraries load
+        if "huggingface_hub" in sys.modules:
+            from huggingface_hub.utils import disable_progress_bars
+
+            disable_progress_bars()
+        if "transformers" in sys.modules:
+            from transformers.utils import logging as tr_logging
+
+            tr_logging.disable_progress_bar()
+    return show
+
+
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging and tracebacks."),
@@ -324,6 +347,7 @@ def data_synth(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Generate the synthetic shop with planted ground truth (masks, token labels, tastes)."""
+    progress = _progress(progress)
     from befa_viz import pipeline
     from befa_viz.config import parse_override, read_yaml
 
@@ -402,6 +426,7 @@ def encode_cmd(
                                        "./befa-workspace)."),
 ) -> None:
     """Encode item images and texts into the workspace feature store (reused when unchanged)."""
+    progress = _progress(progress)
     from befa_viz.pipeline import encode_dataset
 
     def _key(k: str | None) -> str | None:
@@ -548,6 +573,7 @@ def train_cmd(
                                    "(default befa-viz)."),
 ) -> None:
     """Train a recommender, with or without the BeFA adapter, MMRec protocol."""
+    progress = _progress(progress)
     from befa_viz.pipeline import train_model
 
     if train_features is not None:  # an explicit flag wins over --set and the config
@@ -615,6 +641,7 @@ def compare_cmd(
                                    "(default befa-viz)."),
 ) -> None:
     """Train a backbone with and without BeFA over seeds; table, paired tests, figure."""
+    progress = _progress(progress)
     from befa_viz.pipeline import compare_adapter
 
     result = compare_adapter(
@@ -646,6 +673,7 @@ def sweep_cmd(
                                    "(default befa-viz)."),
 ) -> None:
     """Train every combination of a sweep; best by validation metric (never test)."""
+    progress = _progress(progress)
     from befa_viz.pipeline import run_sweep
 
     result = run_sweep(config, workspace, dataset=dataset,
@@ -747,6 +775,7 @@ def heatmap_cmd(
     trained run (an items-only catalog) is explained with a model-free target
     (content_focus: what the encoder's feature is built from).
     """
+    progress = _progress(progress)
     from befa_viz import pipeline
     from befa_viz.pipeline import heatmap_report
 
@@ -881,6 +910,7 @@ def benchmark_cmd(
     workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
 ) -> None:
     """Score attribution methods against ground-truth masks (shop or garments), with controls."""
+    progress = _progress(progress)
     from befa_viz.benchmark import benchmark_options
     from befa_viz.config import read_yaml
     from befa_viz.pipeline import run_benchmark
@@ -916,6 +946,7 @@ def demo_cmd(
     workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
 ) -> None:
     """The main job: synthetic shop, encode, train with/without BeFA, benchmark, report."""
+    progress = _progress(progress)
     from befa_viz.pipeline import run_demo
 
     # size is checked by its parser; the Literal type cannot be expressed in typer

@@ -86,3 +86,24 @@ def test_log_warnings_get_a_prefix(tmp_path):
     record = logging.LogRecord("befa_viz.x", logging.WARNING, __file__, 1, "look at %s", ("me",),
                                None)
     assert handler.format(record) == "warning: look at me"
+
+
+@pytest.mark.weights
+def test_no_progress_silences_the_weight_loading_bar(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    toy_dataset().save(ws.dataset_dir("toy"))
+    r = runner.invoke(app, ["encode", "-w", str(ws.root), "--image-encoder", "none",
+                            "--text-encoder", "hf:minilm", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "Loading weights" not in r.stderr
+    assert "\r" not in r.output and "\x1b[" not in r.output
+
+
+def test_bars_only_on_a_terminal(tmp_path, monkeypatch):
+    """Redirected to a file (not a TTY), no bar is drawn: no carriage returns or cursor moves."""
+    ws = Workspace(tmp_path / "ws")
+    toy_dataset().save(ws.dataset_dir("toy"))
+    r = runner.invoke(app, ["encode", "-w", str(ws.root), "--image-encoder", "tiny:cnn",
+                            "--text-encoder", "tiny:text", "--progress"])
+    assert r.exit_code == 0, r.output
+    assert "\r" not in r.output and "\x1b[" not in r.output and "it/s" not in r.output

@@ -289,7 +289,7 @@ def import_mmrec(
         if len(inters) != 1:
             raise DataError(
                 f"{folder}: expected exactly one <name>.inter file, found "
-                f"{[p.name for p in inters] or 'none'}; pass inter_file=... to choose."
+                f"{[p.name for p in inters] or 'none'}; pass inter_file='FILE' to choose."
             )
         inter_path = inters[0]
     else:

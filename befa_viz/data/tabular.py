@@ -441,7 +441,7 @@ def import_table(
             raise DataError(
                 f"{inter_path}: no {what} column {col!r}; columns are "
                 f"{', '.join(map(repr, map(str, inter.columns)))}. Name it with "
-                f"{'user_col' if what == 'user id' else 'inter_item_col'}."
+                f"{'user_col' if what == 'user id' else 'inter_item_col'}='COLUMN'."
             )
     r_col = _pick_column(inter, rating_col, "rating", "rating", inter_path)
     t_col = _pick_column(inter, timestamp_col, "timestamp", "timestamp", inter_path)
@@ -451,7 +451,7 @@ def import_table(
         if item_id_col not in table.columns:
             raise DataError(
                 f"{items_path}: no item id column {item_id_col!r}; columns are "
-                f"{', '.join(map(repr, map(str, table.columns)))}. Name it with item_id_col."
+                f"{', '.join(map(repr, map(str, table.columns)))}. Name it with item_id_col='COLUMN'."
             )
         ti_col = _pick_column(table, title_col, "title", "title", items_path)
         tx_col = _pick_column(table, text_col, "text", "text", items_path)
@@ -542,7 +542,7 @@ def _import_items_only(
         if item_id_col not in table.columns:
             raise DataError(
                 f"{items_path}: no item id column {item_id_col!r}; columns are "
-                f"{', '.join(map(repr, map(str, table.columns)))}. Name it with item_id_col."
+                f"{', '.join(map(repr, map(str, table.columns)))}. Name it with item_id_col='COLUMN'."
             )
         ti_col = _pick_column(table, title_col, "title", "title", items_path)
         tx_col = _pick_column(table, text_col, "text", "text", items_path)

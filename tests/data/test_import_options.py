@@ -153,3 +153,11 @@ def test_export_without_features_and_names_unexportable_entries(tmp_path, caplog
     assert "text features in" in caplog.text and "another version of the dataset" in caplog.text
     assert (tmp_path / "mm" / "image_feat.npy").is_file()
     assert not (tmp_path / "mm" / "text_feat.npy").exists()
+
+
+def test_column_hints_use_the_cli_form(tmp_path):
+    src = _table(tmp_path / "shop")
+    pd.DataFrame({"customer": ["u"], "item_id": ["a"]}).to_csv(src / "interactions.csv",
+                                                               index=False)
+    r = runner.invoke(app, ["data", "import", "table", str(src), "-w", str(tmp_path / "ws")])
+    assert "Name it with -o user_col=COLUMN." in str(r.exception)
