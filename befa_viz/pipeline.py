@@ -974,9 +974,8 @@ VARIANTS = ("without", "with")
 _VARIANT_TITLES = {"without": "without adapter", "with": "with adapter"}
 _MEAN_PIXEL_ITEMS = 64  # images averaged for the "mean" baseline
 #: Version of the score definitions; part of every score cache key (2: the faithfulness AUCs
-#: are NaN when f(x) − f(baseline) cannot normalise the curve, see metrics.perturbation_auc;
-#: 3: scores read only the content box of padded inputs).
-SCORING_VERSION = 3
+#: are NaN when f(x) − f(baseline) cannot normalise the curve, see metrics.perturbation_auc).
+SCORING_VERSION = 2
 
 
 # ---- in-process memos -------------------------------------------------------------------
@@ -1773,14 +1772,20 @@ def _variant_scores(job: _Job, variant: str, item: int, target: str, att: Any,
         with _COMPUTE_LOCK:
             return _faithfulness(job, variant, item, target, att, faithfulness_steps)
 
+    # a padded input's scores read only its content box: the box is part of their key (a
+    # whole-map box is left out, so entries scored before boxes existed stay valid)
+    box = att.params.get("content_box") if att.modality == "image" else None
+    shape = list(np.asarray(att.values).shape)
+    boxed = {"content_box": [int(v) for v in box]} \
+        if box is not None and [int(v) for v in box] != [0, 0, *shape] else {}
     regions, hit_r = cached(
         "regions",
         {"map": digest, "relevance": array_digest(rel_map) if key is not None else ""},
-        {"q": float(q), "is_mask": bool(is_mask)},
+        {"q": float(q), "is_mask": bool(is_mask), **boxed},
         lambda: _scores(att, rel_map, is_mask, q))
     faith, hit_f = cached(
         "faithfulness", {"map": digest},
-        {"steps": int(faithfulness_steps), "baseline": _faithfulness_baseline(job)},
+        {"steps": int(faithfulness_steps), "baseline": _faithfulness_baseline(job), **boxed},
         faithfulness)
     return {**regions, **faith}, hit_r and hit_f
 

@@ -123,7 +123,15 @@ def pad_shares(atts: list) -> dict:
         area.append((~inside).mean())
     return {"pad_mass": float(np.mean(pad)), "pad_area": float(np.mean(area)),
             "seam_mass": float(np.mean(seam)),
-            "seam_area": float(band.mean()), "n": len(pad)}
+            "seam_area": float(band.mean()), "n": len(pad), "per_item_pad": pad}
+
+
+def sign_p(k: int, n: int) -> float:
+    """Two-sided exact sign test of k successes in n."""
+    from math import comb
+
+    lo = min(k, n - k)
+    return min(1.0, 2 * sum(comb(n, j) for j in range(lo + 1)) / 2.0**n)
 
 
 def main() -> None:
@@ -181,6 +189,13 @@ def main() -> None:
               f"in seam bands {g['seam_mass']:.3f} (area {g['seam_area']:.3f}); IG-blur "
               f"({i['n']} items) in pad {i['pad_mass']:.3f}, in seam bands {i['seam_mass']:.3f}",
               flush=True)
+    for method in ("gradcam", "ig_blur"):
+        e_pad = np.asarray(res["fill"]["pad_edge"][method]["per_item_pad"])
+        m_pad = np.asarray(res["fill"]["pad_mean"][method]["per_item_pad"])
+        wins = int((e_pad < m_pad).sum())
+        res["fill"][f"{method}_edge_below_mean"] = [wins, len(e_pad)]
+        print(f"{method}: edge fill puts less mass in the pad than mean fill on {wins} of "
+              f"{len(e_pad)} photos (sign test p = {sign_p(wins, len(e_pad)):.2g})", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
         print(f"wrote {args.json}")

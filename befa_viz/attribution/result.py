@@ -27,6 +27,10 @@ class Attribution:
         tokens: The input tokens, word-merged (text only).
         delta: IG completeness error |Σ attr − (f(x) − f(baseline))|, ``None`` if not a path method.
         params: Method and target parameters (steps, baseline, layer, adapter, run, ...).
+            Image maps also record where the photo lies in the map: ``content_box``
+            ``[top, left, height, width]`` in map pixels (a ``"pad"`` encoder's pad is outside
+            it; scores read only the box and figures crop to it), ``source_size``
+            ``[height, width]`` of the original photo and ``resize`` (the encoder's mode).
         extras: Named extra arrays (e.g. per-channel maps, raw layer maps).
     """
 
@@ -40,6 +44,26 @@ class Attribution:
     delta: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def content_box(self) -> tuple[int, int, int, int] | None:
+        """``(top, left, height, width)`` of the photo in the map; ``None`` when not recorded
+        (text, or pixels given without sizes: then the whole map is the photo).
+
+        Example:
+            >>> from befa_viz.testing import synthetic_attribution
+            >>> a = synthetic_attribution(0)
+            >>> a.content_box is None
+            True
+            >>> a.params["content_box"] = [0, 5, 32, 21]
+            >>> a.content_box
+            (0, 5, 32, 21)
+        """
+        box = self.params.get("content_box") if self.modality == "image" else None
+        if box is None:
+            return None
+        top, left, h, w = (int(v) for v in box)
+        return top, left, h, w
 
     def magnitude(self) -> np.ndarray:
         """Non-negative map |values| normalised to sum 1 (all zeros stays zeros)."""

@@ -26,8 +26,10 @@ encoder fingerprint and every feature-store key):
   two edges that touch the pad) or ``"mean"`` (the encoder's normalisation mean, i.e. zero after
   normalisation). Packshots sit on light, near-uniform backgrounds: a mean-grey pad draws a hard
   vertical edge beside them that a CNN responds to, an edge-colour pad continues the
-  background (``benches/pad.py`` measures both: feature cosine to the unpadded photo and the
-  share of Grad-CAM mass that lands in the pad).
+  background. Measured by ``benches/pad.py`` on 128 H&M photos (360×540) with MobileNetV2:
+  the pad is 33.5 % of the input; Grad-CAM (content focus) put 8.3 % of its mass on an
+  edge-colour pad vs 9.8 % on a mean pad (less on 125 of 128 photos), blur-baseline IG 1.5 %
+  vs 8.4 % (31 of 32 photos) and 3.7 % vs 14.8 % in the 8-px bands around the seams.
 * ``"squash"`` — resize the whole image to ``S×S``: nothing cut away, portraits distorted (the
   only mode before pad existed; stores encoded then keep their key and stay valid, and runs on
   them are attributed with the mode their manifest records).

@@ -112,3 +112,29 @@ def test_feature_store_key_changes_with_mode(tmp_path):
     assert enc(resize="pad", pad_fill="mean").path not in (pad.path, squash.path)
     # toy images are square: pad and squash features are identical
     assert np.array_equal(pad.values, squash.values)
+
+
+def test_real_hm_packshots_pad_continues_the_background():
+    """Three H&M photos (360x540): the edge-colour pad is light and meets the photo without a
+    step, while the mean pad leaves a hard edge at the seam."""
+    from tests.conftest import SHARED_DATA, require_shared
+
+    folder = require_shared(SHARED_DATA / "hm-fashion-sample") / "images"
+    files = sorted(folder.glob("*.jpg"))[:3]
+    images = []
+    for p in files:
+        with Image.open(p) as im:
+            images.append(im.convert("RGB"))
+    edge = create_encoder("tiny:cnn", image_size=224)
+    mean = create_encoder("tiny:cnn", image_size=224, pad_fill="mean")
+    boxes = edge.content_boxes(images)
+    assert boxes == [(0, 37, 224, 149)] * 3
+    xe, xm = edge.load_pixels(images), mean.load_pixels(images)
+    assert torch.equal(xe[:, :, :, 37:186], xm[:, :, :, 37:186])  # the photo itself is shared
+    assert float(xe[:, :, :, :37].min()) > 0.6  # light packshot backgrounds (one is grey)
+
+    def step(x: torch.Tensor) -> torch.Tensor:  # per photo: mean jump across both seams
+        return ((x[..., 37] - x[..., 36]).abs().mean(dim=(1, 2))
+                + (x[..., 185] - x[..., 186]).abs().mean(dim=(1, 2))) / 2
+
+    assert bool((step(xe) < 0.06).all()) and bool((step(xm) > 0.15).all())

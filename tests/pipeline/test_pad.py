@@ -39,6 +39,8 @@ def test_padded_item_is_scored_and_drawn_on_the_photo(tmp_path):
         assert a.params["content_box"] == [0, 5, 32, 21] and a.params["source_size"] == [48, 32]
         s = e.scores[v]
         assert 0 <= s["drift"] <= 1 and 0 <= s["omission"] <= 1
+    again = pipeline.explain_item("i3", workspace=ws, method="gradcam", cache=tmp_path / "c")
+    assert again.cached == {"without": True, "with": True} and again.scores == e.scores
     paths = pipeline.write_item_report(e, tmp_path / "out", formats=("png",))
     assert paths["heatmap.png"].is_file()
     from befa_viz.viz import overlay
