@@ -826,7 +826,7 @@ def heatmap_cmd(
 
 
 def _content_heatmaps(ids: Any, *, top_drift: int | None, user: str | None, target: str | None,
-                      method: str, steps: int, baseline: str | None, modality: str,
+                      method: str | None, steps: int | None, baseline: str | None, modality: str,
                       out: Path | None, formats: str, encoder: str | None, dataset: str | None,
                       workspace: str | None, progress: bool) -> None:
     """``heatmap`` on a dataset without a trained run: the encoder alone (model-free)."""
@@ -847,13 +847,13 @@ def _content_heatmaps(ids: Any, *, top_drift: int | None, user: str | None, targ
                           "or train a run first.")
     typer.echo(f"dataset {name!r}: {why}; explaining the encoder alone "
                f"(target {target or 'content_focus'})")
-    folder = out or ws.reports_dir / "heatmaps" / f"{name}-{modality}-{method}-content"
+    folder = out or ws.reports_dir / "heatmaps" / f"{name}-{modality}-{method or 'default'}-content"
     res = pipeline.content_heatmaps(
         ids, workspace=ws, dataset=name, modality=modality, target=target or "content_focus",
         method=method, n_steps=steps, baseline=baseline, encoder=encoder, out_dir=folder,
         formats=tuple(_id_list(formats)), progress=progress)
     p = res.attributions[0].params
-    typer.echo(f"{modality}: encoder {res.encoder}, method {method}"
+    typer.echo(f"{modality}: encoder {res.encoder}, method {res.attributions[0].method}"
                + (f" ({p['n_steps']} steps, baseline {p.get('baseline')})" if "n_steps" in p
                   else ""))
     for a in res.attributions:

@@ -2422,8 +2422,8 @@ def content_heatmaps(
     dataset: str | None = None,
     modality: str = "image",
     target: str = "content_focus",
-    method: str = "ig",
-    n_steps: int = 32,
+    method: str | None = None,
+    n_steps: int | None = None,
     baseline: str | None = None,
     encoder: str | None = None,
     out_dir: str | os.PathLike[str] | None = None,
@@ -2444,8 +2444,10 @@ def content_heatmaps(
         dataset: Dataset name; default the latest (announced).
         modality: ``"image"`` or ``"text"``.
         target: ``content_focus`` or ``random`` (:data:`MODEL_FREE_TARGETS`).
-        method: Name in ``befa_viz.attribution.ATTRIBUTIONS``.
-        n_steps: Integration steps (path methods).
+        method: Name in ``befa_viz.attribution.ATTRIBUTIONS``; default the evidence-chosen
+            method of the encoder (:func:`befa_viz.attribution.defaults.default_method`) for
+            images, ``ig`` for text.
+        n_steps: Integration steps (path methods); default the chosen recipe's.
         baseline: Baseline of path methods (default ``blur`` / ``pad``).
         encoder: Encoder key; default the one that encoded the dataset's newest features
             of ``modality`` (``befa-viz encode``).
@@ -2477,7 +2479,8 @@ def content_heatmaps(
         )
     if modality not in DEFAULT_BASELINES:
         raise ConfigError(f"modality must be 'image' or 'text'; got {modality!r}.")
-    ATTRIBUTIONS.get(method)
+    if method is not None:
+        ATTRIBUTIONS.get(method)
     ws = _attr_ws(workspace)
     name = ws.resolve_dataset(dataset)
     ds = ws.load_dataset(name)
@@ -2495,6 +2498,14 @@ def content_heatmaps(
         encoder = str(manifest["encoder"])
         text_field = str((manifest.get("policies") or {}).get("text_field", "text"))
         log.info("explaining with encoder %s (it encoded %s)", encoder, found)
+    if method is None:  # the evidence-chosen default; its target needs a model, ours is model-free
+        from befa_viz.attribution.defaults import default_method
+
+        rec = default_method(encoder, workspace=ws) if modality == "image" else None
+        method = rec.method if rec is not None else "ig"
+        baseline = baseline or (rec.baseline if rec is not None else None)
+        n_steps = n_steps if n_steps is not None or rec is None else rec.n_steps
+        log.info("default attribution method for %s: %s", encoder, method)
     enc = create_encoder(encoder, modality=modality)
     if device is not None:
         enc.to(device)
