@@ -163,15 +163,14 @@ class RunPair:
 
     @property
     def label(self) -> str:
-        """A one-line description for pickers."""
+        """A short label for pickers (sidebars are narrow): backbone, adapter runs, seed."""
         if self.paired:
-            what = "without + with adapter"
+            what = "± adapter"
         elif self.with_ is not None:
             what = "with adapter only"
         else:
-            what = "without adapter only" if self.modalities else "behaviour only"
-        content = " + ".join(self.modalities) if self.modalities else "no content"
-        return f"{self.model.upper()} ({content}), seed {self.seed}: {what}"
+            what = "without adapter only" if self.modalities else "ID only"
+        return f"{self.model.upper()} {what}, seed {self.seed}"
 
 
 def run_pairs(

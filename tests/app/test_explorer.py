@@ -217,8 +217,9 @@ def test_steps_are_disabled_for_methods_without_steps_and_labels_read(explorer_w
     assert at.number_input(key="n_steps").disabled
     assert any(s.endswith("gradcam") for s in texts(at.subheader))  # no "(16 steps)"
     pair = at.selectbox(key="pair")
-    assert pair.format_func(pair.value) == "VBPR (image + text), seed 999: without + with adapter"
-    assert any("Without adapter: `" in c and "With adapter: `" in c for c in texts(at.caption))
+    assert pair.format_func(pair.value) == "VBPR ± adapter, seed 999"
+    assert any("VBPR, seed 999, content: image + text" in c and "Without adapter: `" in c
+               and "With adapter: `" in c for c in texts(at.caption))
 
 
 def test_difference_panel_toggle(explorer_ws, monkeypatch):
