@@ -625,10 +625,12 @@ def space_view(ctx: dict[str, Any]) -> None:
         if colour_by == "popularity":
             colour = alt.Color("popularity:Q", scale=alt.Scale(type="symlog",
                                                                 scheme="viridis"))
-        elif colour_by == "drift":
-            colour = alt.Color(f"drift {v}:Q", scale=alt.Scale(domain=[0, 1], scheme="magma",
-                                                               reverse=True),
-                               title=f"drift {v}")
+        elif colour_by == "drift":  # items not scored (no drift value) in grey
+            colour = alt.condition(
+                f"isValid(datum['drift {v}'])",
+                alt.Color(f"drift {v}:Q", title=f"drift {v}",
+                          scale=alt.Scale(domain=[0, 1], scheme="magma", reverse=True)),
+                alt.value("#cccccc"))
         else:
             data = data.rename(columns={f"attr:{colour_by}": colour_by})
             colour = alt.Color(f"{colour_by}:N")
