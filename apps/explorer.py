@@ -1,4 +1,4 @@
-"""befa-viz explorer: items, users and datasets with and without the BeFA adapter.
+"""befa-viz explorer: items, users, datasets and the item space, with and without BeFA.
 
 Run with::
 
