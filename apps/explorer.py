@@ -1,4 +1,4 @@
-"""befa-viz explorer: items, users and datasets with and without the BeFA adapter.
+"""befa-viz explorer: items, users, datasets and the item space, with and without BeFA.
 
 Run with::
 
@@ -181,7 +181,9 @@ def sidebar() -> dict[str, Any] | None:
         main = sb.selectbox("Runs (paired by adapter)", list(labels), key="pair",
                             format_func=labels.get)
         pair = next(p for p in pairs if p.main == main)
-        sb.caption("Without adapter: " + (f"`{pair.without}`" if pair.without else "—")
+        sb.caption(f"{pair.model.upper()}, seed {pair.seed}, content: "
+                   f"{' + '.join(pair.modalities) or 'none (ID only)'}  \n"
+                   "Without adapter: " + (f"`{pair.without}`" if pair.without else "—")
                    + "  \nWith adapter: " + (f"`{pair.with_}`" if pair.with_ else "—"))
 
     sb.subheader("Attribution")
@@ -453,7 +455,7 @@ def user_view(ctx: dict[str, Any]) -> None:
                   if ctx["has_images"] else [None] * len(table))
         for row, thumb in zip(table.itertuples(), thumbs, strict=True):
             hit = f" ✓ {row.held_out}" if row.held_out else ""
-            c_img, c_text, c_button = col.columns([1, 4, 1], vertical_alignment="center")
+            c_img, c_text, c_button = col.columns([1, 5, 2], vertical_alignment="center")
             if thumb is not None:
                 c_img.image(thumb, width=48)
             c_text.markdown(f"{row.rank}. `{row.item_id}` {row.title}{hit} · {row.score:.3f}")
@@ -625,17 +627,22 @@ def space_view(ctx: dict[str, Any]) -> None:
     for col, v in zip(st.columns(len(variants)), variants, strict=True):
         data = df.rename(columns={f"x_{v}": "x", f"y_{v}": "y"})
         if colour_by == "popularity":
-            colour = alt.Color("popularity:Q", scale=alt.Scale(type="symlog"))
-        elif colour_by == "drift":
-            colour = alt.Color(f"drift {v}:Q", scale=alt.Scale(domain=[0, 1]),
-                               title=f"drift {v}")
+            colour = alt.Color("popularity:Q", scale=alt.Scale(type="symlog",
+                                                                scheme="viridis"))
+        elif colour_by == "drift":  # items not scored (no drift value) in grey
+            colour = alt.condition(
+                f"isValid(datum['drift {v}'])",
+                alt.Color(f"drift {v}:Q", title=f"drift {v}",
+                          scale=alt.Scale(domain=[0, 1], scheme="magma", reverse=True)),
+                alt.value("#cccccc"))
         else:
             data = data.rename(columns={f"attr:{colour_by}": colour_by})
             colour = alt.Color(f"{colour_by}:N")
         pick = alt.selection_point(name="pick", fields=["item_id"], on="click")
         chart = (alt.Chart(data[[c for c in data.columns if not c.startswith("attr:")]])
                  .mark_circle(size=40, opacity=0.8)
-                 .encode(x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None), color=colour,
+                 .encode(x=alt.X("x:Q", axis=None, scale=alt.Scale(zero=False)),
+                         y=alt.Y("y:Q", axis=None, scale=alt.Scale(zero=False)), color=colour,
                          tooltip=["item_id", "title", "popularity"])
                  .add_params(pick).properties(title=f"{v} adapter", height=420))
         with col:

@@ -36,6 +36,7 @@ __all__ = [
     "explanation_npz",
     "explanation_png",
     "explainable_items",
+    "find_workspace",
     "item_attributes",
     "item_details",
     "item_masks",
@@ -68,6 +69,55 @@ _VARIANT_LABEL = {"without": "without adapter", "with": "with adapter"}
 #: run with the adapter).
 _USER_TARGETS = ("user_score",)
 _HIDDEN_TARGETS = ("random", "adapted_alignment")
+
+
+#: Files that mark a repository root: the search for the default workspace stops there.
+_REPO_MARKERS = ("pyproject.toml", ".git")
+
+
+def find_workspace(workspace: str | os.PathLike[str] | None = None,
+                   start: str | os.PathLike[str] | None = None) -> Workspace:
+    """The workspace a notebook or script means, wherever it was started.
+
+    ``workspace`` when given; else ``$BEFA_VIZ_WORKSPACE``; else the first ``befa-workspace``
+    folder in ``start`` (default: the current folder) or one of its parents up to the
+    repository root (the first folder with a ``pyproject.toml`` or ``.git``). So a notebook
+    started from ``notebooks/`` finds the workspace ``make demo`` made at the repository root.
+
+    Raises:
+        DataError: If no such workspace exists (the message lists where it looked).
+
+    Example:
+        >>> from befa_viz.testing import toy_workspace
+        >>> ws = toy_workspace()
+        >>> find_workspace(ws.root).root == ws.root
+        True
+    """
+    from pathlib import Path
+
+    from befa_viz.workspace import WORKSPACE_ENV
+
+    given = workspace if workspace is not None else os.environ.get(WORKSPACE_ENV) or None
+    if given is not None:
+        path = Path(given).expanduser()
+        if not path.is_dir():
+            src = "given" if workspace is not None else f"${WORKSPACE_ENV}"
+            raise DataError(f"Workspace {path} ({src}) does not exist. Create it with `make "
+                            "demo` or `befa-viz data import --workspace DIR`, or point to "
+                            "another folder.")
+        return Workspace(path)
+    here = Path(start if start is not None else os.getcwd()).resolve()
+    looked = []
+    for folder in (here, *here.parents):
+        cand = folder / "befa-workspace"
+        looked.append(str(cand))
+        if cand.is_dir():
+            return Workspace(cand)
+        if any((folder / m).exists() for m in _REPO_MARKERS):
+            break
+    raise DataError(f"No workspace found: ${WORKSPACE_ENV} is not set and there is no "
+                    f"befa-workspace folder at {', '.join(looked)}. Create one with `make demo` "
+                    f"at the repository root, or set ${WORKSPACE_ENV}.")
 
 
 def _ws(workspace: Workspace | str | os.PathLike[str] | None) -> Workspace:
@@ -113,15 +163,14 @@ class RunPair:
 
     @property
     def label(self) -> str:
-        """A one-line description for pickers."""
+        """A short label for pickers (sidebars are narrow): backbone, adapter runs, seed."""
         if self.paired:
-            what = "without + with adapter"
+            what = "± adapter"
         elif self.with_ is not None:
             what = "with adapter only"
         else:
-            what = "without adapter only" if self.modalities else "behaviour only"
-        content = " + ".join(self.modalities) if self.modalities else "no content"
-        return f"{self.model.upper()} ({content}), seed {self.seed}: {what}"
+            what = "without adapter only" if self.modalities else "ID only"
+        return f"{self.model.upper()} {what}, seed {self.seed}"
 
 
 def run_pairs(

@@ -2591,6 +2591,7 @@ from befa_viz.explore import (  # noqa: E402
     explanation_json,
     explanation_npz,
     explanation_png,
+    find_workspace,
     item_attributes,
     item_details,
     item_masks,
@@ -2615,7 +2616,8 @@ from befa_viz.explore import (  # noqa: E402
 )
 
 __all__ += ["MASK_COLOURS", "RunPair", "ScoreJob", "adapter_metrics", "explainable_items",
-            "explanation_json", "explanation_npz", "explanation_png", "item_attributes",
+            "explanation_json", "explanation_npz", "explanation_png", "find_workspace",
+            "item_attributes",
             "item_details", "item_masks", "item_space", "item_thumbnails", "mask_colour",
             "mask_overlay", "method_names", "nearest_items", "open_run_pair",
             "paired_scatter_figure", "paired_test", "recommend", "run_pairs",

@@ -484,7 +484,7 @@ img.figure { max-width: 100%; height: auto; display: block; margin: 0.6em 0; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; max-width: 100%; }
 th, td { padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
 th { overflow-wrap: break-word; hyphens: manual; }
-td { overflow-wrap: anywhere; }
+td { overflow-wrap: break-word; }
 thead th { border-top: 2px solid #222; border-bottom: 1px solid #222; }
 tbody tr:last-child td { border-bottom: 2px solid #222; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -545,13 +545,22 @@ def _wbr(s: str) -> str:
     return re.sub(r"([_/.])", r"\1<wbr>", html.escape(s))
 
 
-def _link_paths(escaped: str, link_base: Path | None) -> str:
+def _breaks(escaped: str) -> str:
+    """Let the browser break escaped text after ``/`` and ``_`` (run names, paths)."""
+    return re.sub(r"([/_])", r"\1<wbr>", escaped)
+
+
+def _link_paths(escaped: str, link_base: Path | None, breaks: bool = False) -> str:
     """Turn absolute paths in already escaped text into links.
 
     A path under ``link_base`` (the report's folder) links relatively, so the links survive
-    moving the workspace; any other path links as a ``file://`` URI.
+    moving the workspace; any other path links as a ``file://`` URI. ``breaks`` adds line-break
+    opportunities after ``/`` and ``_`` (table cells: a long path or run name wraps instead of
+    widening its column).
     """
     import os
+
+    keep = _breaks if breaks else (lambda t: t)
 
     def repl(m: re.Match[str]) -> str:
         text = m.group(1)
@@ -565,10 +574,15 @@ def _link_paths(escaped: str, link_base: Path | None) -> str:
                 href = Path(os.path.relpath(path, link_base)).as_posix()
             except ValueError:
                 pass
-        return (f'<a href="{html.escape(href, quote=True)}">{html.escape(raw)}</a>'
-                f"{tail}")
+        return (f'<a href="{html.escape(href, quote=True)}">{keep(html.escape(raw))}</a>'
+                f"{keep(tail)}")
 
-    return _PATH_RE.sub(repl, escaped)
+    out, last = [], 0
+    for m in _PATH_RE.finditer(escaped):
+        out += [keep(escaped[last:m.start()]), repl(m)]
+        last = m.end()
+    out.append(keep(escaped[last:]))
+    return "".join(out)
 
 
 def _table_html(data: Any, link_base: Path | None = None) -> str:
@@ -577,7 +591,7 @@ def _table_html(data: Any, link_base: Path | None = None) -> str:
     num = [j > 0 and all(L._looks_numeric(r[j]) for r in rows) for j in range(len(header))]
 
     def cell(c: str) -> str:
-        return _link_paths(html.escape(c), link_base)
+        return _link_paths(html.escape(c), link_base, breaks=not L._looks_numeric(c))
 
     if not _fits(header, rows):
         # the leading text columns (modality, variant, method, ...) name each block

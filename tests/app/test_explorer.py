@@ -217,8 +217,9 @@ def test_steps_are_disabled_for_methods_without_steps_and_labels_read(explorer_w
     assert at.number_input(key="n_steps").disabled
     assert any(s.endswith("gradcam") for s in texts(at.subheader))  # no "(16 steps)"
     pair = at.selectbox(key="pair")
-    assert pair.format_func(pair.value) == "VBPR (image + text), seed 999: without + with adapter"
-    assert any("Without adapter: `" in c and "With adapter: `" in c for c in texts(at.caption))
+    assert pair.format_func(pair.value) == "VBPR ± adapter, seed 999"
+    assert any("VBPR, seed 999, content: image + text" in c and "Without adapter: `" in c
+               and "With adapter: `" in c for c in texts(at.caption))
 
 
 def test_difference_panel_toggle(explorer_ws, monkeypatch):
@@ -290,6 +291,17 @@ def test_item_space_view_draws_both_maps_with_colour_choices(shop_ws, monkeypatc
     assert options[0] == "popularity" and {"kind", "colour", "pattern"} <= set(options)
     at.selectbox(key="colour_by").select("kind").run()
     assert "kind" in " ".join(str(c.proto.spec) for c in at.get("vega_lite_chart"))
+    # once items are scored in the Dataset view, the map can be coloured by their drift
+    at.selectbox(key="method").select("gradcam").run()
+    at.radio(key="view").set_value("Dataset").run()
+    at.number_input(key="n_items").set_value(4).run()
+    at.button(key="compute_scores").click().run()
+    wait_for(at, lambda a: bool(worst_buttons(a)))
+    at.radio(key="view").set_value("Item space").run()
+    assert "drift" in at.selectbox(key="colour_by").options
+    at.selectbox(key="colour_by").select("drift").run()
+    assert not at.exception
+    assert "drift with" in " ".join(str(c.proto.spec) for c in at.get("vega_lite_chart"))
 
 
 def test_clicking_a_point_in_the_item_space_opens_the_item(shop_ws, monkeypatch):

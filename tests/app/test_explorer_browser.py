@@ -191,3 +191,56 @@ def test_explorer_in_chromium(explorer_ws, tmp_path):
     print("\nexplorer timings (warm attribution cache):",
           ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
     assert timings["item_switch_back_s"] < 30  # a loose bound; the report gives the numbers
+
+
+@pytest.mark.browser
+def test_clicking_a_point_in_the_item_space_opens_it_in_chromium(shop_ws, tmp_path):
+    """The item-space chart's selection reaches the app: a click on a point opens the item."""
+    need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    from befa_viz import pipeline
+
+    # the map is cached in the workspace: the server reads it instead of running UMAP again
+    space = pipeline.item_space(pipeline.open_run_pair(shop_ws), modality="image",
+                                workspace=shop_ws)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "streamlit.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    env.pop("BEFA_VIZ_WORKSPACE", None)
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1",
+             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
+             "--", "--workspace", str(shop_ws)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        wait_healthy(url, proc, log)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                         args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1100})
+                page.goto(url)
+                page.get_by_role("heading", level=2).first.wait_for(timeout=90_000)
+                wait_idle(page)
+                page.locator('[data-testid="stRadio"]').first.get_by_text(
+                    "Item space", exact=True).click()
+                chart = page.locator('[data-testid="stVegaLiteChart"]').last
+                chart.wait_for(timeout=90_000)
+                wait_idle(page)
+                marks = chart.locator("g.mark-symbol path")
+                marks.first.wait_for(timeout=30_000)
+                assert marks.count() == len(space)  # one point per item
+                marks.nth(3).click(force=True)
+                page.wait_for_function(
+                    r"""() => [...document.querySelectorAll('h2')].some(
+                        h => /^i\d+ — /.test(h.innerText))""", timeout=60_000)
+                assert page.locator('[data-testid="stException"]').count() == 0
+            finally:
+                browser.close()
+    finally:
+        stop(proc)
