@@ -60,6 +60,9 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     # the lr 5e-3 slice of "small": 2 reg × 2 corners, 4 points per feature mode
     "tiny": {"lr": [5e-3], "model_params.reg_weight": [1e-5, 1e-1],
              "adapter": [("1", "0.1"), ("8", "0.7")]},
+    # the lowest and highest reg at lr 5e-3, L 1, dropout 0.1: 2 points per feature mode
+    "minimal": {"lr": [5e-3], "model_params.reg_weight": [1e-5, 1e-1],
+                "adapter": [("1", "0.1")]},
     # the official grid (192 points per feature mode: hours on a laptop)
     "official": {"lr": [1e-4, 5e-4, 1e-3, 5e-3], "model_params.reg_weight": [1e-5, 1e-3, 1e-1],
                  "adapter": [(str(L), str(p)) for L in (1, 2, 4, 8) for p in (0.1, 0.3, 0.5, 0.7)]},

@@ -133,3 +133,21 @@ def test_cli_train_features_flag(tmp_path, planted_data):
                                    ds.name, "--image-features", str(feat_dir), "--epochs", "1",
                                    "--train-features"])
     assert "train_features=True is for" in str(out.exception)
+
+
+@pytest.mark.filterwarnings("ignore:The BeFA gate")
+def test_resume_with_trainable_features_is_exact(tmp_path, planted_data):
+    ds, feat_dir = planted_data
+    c = _cfg(feat_dir, adapter="befa", train_features=True, epochs=4)
+    full = train(ds, c, runs_dir=tmp_path / "full")
+
+    def stop_at_2(state, model, improved):
+        if state.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(ds, c, runs_dir=tmp_path / "cut", on_epoch_end=stop_at_2)
+    resumed = train(ds, c, runs_dir=tmp_path / "cut", resume=True)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    assert resumed.test_metrics == full.test_metrics
+    assert np.array_equal(resumed.feature_cosine("image"), full.feature_cosine("image"))
