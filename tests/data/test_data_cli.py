@@ -35,7 +35,7 @@ def _shop(root: Path) -> Path:
 
 
 def test_registry_lists_importers():
-    assert DATASETS.names() == ["mmrec", "movielens", "table"]
+    assert DATASETS.names() == ["hm", "mmrec", "movielens", "table"]
     assert "missing_image" in importer_options("table")
     assert "cold_users" in importer_options("mmrec")
 
