@@ -49,8 +49,9 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """Convert sRGB (uint8 or floats in [0, 1], ``[..., 3]``) to CIE Lab (D65).
 
     Example:
-        >>> np.round(rgb_to_lab(np.array([[255, 255, 255], [0, 0, 0]], np.uint8)), 2).tolist()
-        [[100.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+        >>> np.round(rgb_to_lab(np.array([[255, 255, 255], [0, 0, 0]], np.uint8)), 2) + 0.0
+        array([[100.,   0.,   0.],
+               [  0.,   0.,   0.]])
     """
     arr = np.asarray(rgb)
     if arr.dtype == np.uint8:
