@@ -942,15 +942,22 @@ def demo_cmd(
                              metavar="default|small",
                              help="default: MobileNetV2 + MiniLM, minutes; small: tiny random "
                                   "encoders, seconds (a smoke test)."),
+    dataset: str = typer.Option("shop", "--dataset", "-d",
+                                help="shop (the synthetic shop) or hm (the H&M sample from "
+                                     "../shared/data/hm-fashion-sample, with garment masks)."),
+    data: Path = typer.Option(None, "--data", help="Folder of the real dataset (default: "
+                              "../shared/data/<its folder>)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
 ) -> None:
-    """The main job: synthetic shop, encode, train with/without BeFA, benchmark, report."""
+    """The main job: data (synthetic shop or H&M), encode, train with/without BeFA, benchmark,
+    report."""
     progress = _progress(progress)
     from befa_viz.pipeline import run_demo
 
     # size is checked by its parser; the Literal type cannot be expressed in typer
-    result = run_demo(workspace, size=size, progress=progress)  # type: ignore[arg-type]
+    result = run_demo(workspace, size=size, dataset=dataset, data=data,  # type: ignore[arg-type]
+                      progress=progress)
     typer.echo(result.summary())
 
 

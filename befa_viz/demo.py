@@ -85,13 +85,13 @@ DEMO_SIZES: dict[str, DemoSize] = {
 }
 
 #: The demo on real data, by dataset: ``befa-viz demo --dataset hm`` (the H&M sample, with
-#: garment masks). FREEDOM with lr 1e-3, dropout 0.9 and MobileNetV2 + MiniLM features: the
+#: garment masks). FREEDOM with lr 5e-3, dropout 0.9 and MobileNetV2 + MiniLM features: the
 #: best FREEDOM point of ``benches/hm_quality.py`` on validation.
 REAL_DEMOS: dict[str, DemoSize] = {
     "hm": DemoSize(
         dataset="hm", shop={}, image_encoder="torchvision:mobilenet_v2",
         text_encoder="hf:minilm", model="freedom", epochs=300,
-        overrides={"lr": 1e-3, "model_params.dropout": 0.9, "patience": 20},
+        overrides={"lr": 5e-3, "model_params.dropout": 0.9, "patience": 20},
         n_items=24, n_items_expensive=6, n_text_items=8, n_steps=16,
         methods=("ig", "layer_ig", "gradcam", "similarity"),
         expensive_targets=("content_focus", "content_score"), demo_methods=("ig", "gradcam"),

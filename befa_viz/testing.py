@@ -265,7 +265,7 @@ def synthetic_packshot(
 
     Example:
         >>> img, mask = synthetic_packshot()
-        >>> img.shape, mask.shape, 0.1 < mask.mean() < 0.6
+        >>> img.shape, mask.shape, bool(0.1 < mask.mean() < 0.6)
         ((96, 64, 3), (96, 64), True)
     """
     from scipy import ndimage as ndi

@@ -269,7 +269,7 @@ def make_garment_truth(
             mask = m.mask
             if mask.shape != (height, width):
                 resized += 1
-                mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
+                mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
             masks[i], usable[i] = mask, m.usable
             row.update(usable=int(m.usable), reason=m.reason,
                        **{k: round(float(v), 4) for k, v in m.stats.items()})

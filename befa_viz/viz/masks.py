@@ -62,12 +62,12 @@ def mask_contact_sheet(
         a = np.asarray(img.convert("RGB") if hasattr(img, "convert") else img, dtype=np.float32)
         m = np.asarray(mask, dtype=bool)
         if m.shape != a.shape[:2]:
-            m = np.asarray(Image.fromarray(m).resize((a.shape[1], a.shape[0]), Image.NEAREST))
+            m = np.asarray(Image.fromarray(m).resize((a.shape[1], a.shape[0]), Image.Resampling.NEAREST))
         out = a.copy()
         out[~m] = 0.4 * out[~m] + 0.6 * np.asarray(tint, np.float32)
         out[_outline(m, max(1, a.shape[1] // 180))] = (255, 40, 40)
         tile = Image.fromarray(out.astype(np.uint8)).resize((tile_width, tile_h),
-                                                              Image.BILINEAR)
+                                                              Image.Resampling.BILINEAR)
         x, y = (k % n_cols) * tile_width, (k // n_cols) * tile_h
         sheet.paste(tile, (x, y))
         ok = True if usable is None else bool(usable[k])
