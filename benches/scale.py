@@ -87,6 +87,7 @@ def bench_attribution(args: argparse.Namespace, out: Path) -> dict:
     local = explain_items(cache=out / "attr-local", **kw)
     res = {"items": len(local), "maps": 3 * len(local), "steps": args.steps,
            "local_seconds": time.perf_counter() - t, "local_rss_mb": rss_mb()}
+    print("attribution", json.dumps(res), flush=True)
     for w in args.workers:
         eng = RayEngine(num_workers=w)
         t = time.perf_counter()
@@ -96,6 +97,8 @@ def bench_attribution(args: argparse.Namespace, out: Path) -> dict:
         res[f"ray{w}_max_abs_diff"] = max(
             float(np.abs(b.attributions[v].values - a.attributions[v].values).max())
             for a, b in zip(local, got, strict=True) for v in a.attributions)
+        print("attribution", w, json.dumps({k: v for k, v in res.items() if f"ray{w}" in k}),
+              flush=True)
     return res
 
 

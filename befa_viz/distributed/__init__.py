@@ -15,6 +15,7 @@ from __future__ import annotations
 from befa_viz.distributed.ddp import DDPContext, train_ddp
 from befa_viz.distributed.ray_jobs import (
     RayEngine,
+    RayWorkerLost,
     encode_catalog_ray,
     prefill_attributions,
     require_ray,
@@ -23,6 +24,7 @@ from befa_viz.distributed.ray_jobs import (
 __all__ = [
     "DDPContext",
     "RayEngine",
+    "RayWorkerLost",
     "encode_catalog_ray",
     "prefill_attributions",
     "require_ray",

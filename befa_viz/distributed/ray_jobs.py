@@ -33,13 +33,18 @@ from befa_viz.cache import Cache
 from befa_viz.data.types import Catalog
 from befa_viz.errors import BefaVizError, ConfigError, Interrupted, MissingDependencyError
 
-__all__ = ["RayEngine", "encode_catalog_ray", "prefill_attributions", "require_ray"]
+__all__ = ["RayEngine", "RayWorkerLost", "encode_catalog_ray", "prefill_attributions",
+           "require_ray"]
 
 log = logging.getLogger(__name__)
 
 #: Tasks per worker in a job: small enough tasks keep the workers busy to the end and move
 #: the progress bar, few enough that the per-task overhead (a catalog scan) stays small.
 TASKS_PER_WORKER = 4
+
+
+class RayWorkerLost(BefaVizError, RuntimeError):
+    """A Ray worker died (killed for memory, node lost); what it finished is kept."""
 
 
 def require_ray() -> Any:
@@ -195,6 +200,12 @@ def _run_pool(ray: Any, engine: RayEngine, make_actor: Callable[[], Any], n_work
                 res = pool.get_next_unordered()
             except ray.exceptions.RayTaskError as e:
                 raise _cause(ray, e) from None
+            except ray.exceptions.RayActorError as e:  # e.g. Ray's memory monitor killed it
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise RayWorkerLost(
+                    f"A Ray worker of '{desc}' died ({first[:200]}); {kept()}, a rerun "
+                    "resumes. If it ran out of memory, use fewer workers (--workers) or a "
+                    "smaller batch (--batch-size).") from None
             out.append(res)
             if bar is not None:
                 bar.update(sizes[res["k"]])
