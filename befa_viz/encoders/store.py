@@ -805,7 +805,8 @@ def encode_catalog(
                   else np.zeros((0, encoder.dim), np.float32))
         part = {**manifest, "complete": False, "shard": list(shard_t),
                 "shape": list(values.shape)}
-        log.info("Shard %d/%d done (%d items); other shards still missing", *shard_t, len(idx))
+        (log.info if mine else log.debug)(  # a shard without chunks only wrote the plan
+            "Shard %d/%d done (%d items); other shards still missing", *shard_t, len(idx))
         return FeatureTable(values, [catalog.item_ids[i] for i in idx], modality, encoder.key,
                             encoder.fingerprint(), dataset_fingerprint, part, folder)
     plan = json.loads((partial / _PLAN).read_text())
