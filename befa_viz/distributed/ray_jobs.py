@@ -113,7 +113,15 @@ class RayEngine:
                 ray.init(num_cpus=n, _node_ip_address="127.0.0.1",
                          object_store_memory=256 * 1024**2, **common)
             else:
-                ray.init(address=self.address, **common)
+                try:
+                    ray.init(address=self.address, **common)
+                except (ConnectionError, RuntimeError, ValueError) as e:
+                    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                    raise ConfigError(
+                        f"Cannot join the Ray cluster at --address {self.address!r} ({first}). "
+                        "Start one with 'ray start --head' (and 'ray start --address "
+                        "HEAD:6379' on the other nodes), or drop --address for a local Ray."
+                    ) from None
             self.stats["startup_seconds"] = round(time.perf_counter() - t0, 3)
         return ray
 
