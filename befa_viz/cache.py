@@ -7,6 +7,7 @@ so any changed input yields a different key and a stale entry is never served.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -91,17 +92,49 @@ class atomic_dir:  # noqa: N801 - used as a context manager, reads like a functi
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return None
-        if self.target.exists():
-            if not self.overwrite:
-                shutil.rmtree(self.tmp, ignore_errors=True)
+        # Several processes (Ray workers) or threads may land the same entry at once. A
+        # directory cannot replace a non-empty one in one rename, so a concurrent writer can
+        # move the target away or put its own in place between our steps: retry, and when
+        # another writer keeps winning, keep its entry (entries are content-addressed: a key
+        # holds the same result whoever computed it).
+        for _ in range(_LAND_TRIES):
+            if self.target.exists():
+                if not self.overwrite:
+                    break
+                old = Path(tempfile.mkdtemp(dir=self.target.parent,
+                                            prefix=f".{self.target.name}.old."))
+                try:
+                    os.replace(self.target, old)  # the empty placeholder is replaced
+                except FileNotFoundError:  # another writer moved it away first
+                    old.rmdir()
+                    continue
+                except OSError as e:
+                    old.rmdir()
+                    if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                        continue
+                    raise
+                landed = _try_rename(self.tmp, self.target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                landed = _try_rename(self.tmp, self.target)
+            if landed:
                 return None
-            old = self.target.with_name(f".{self.target.name}.old.{os.getpid()}")
-            os.replace(self.target, old)
-            os.replace(self.tmp, self.target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.target)
+        shutil.rmtree(self.tmp, ignore_errors=True)
         return None
+
+
+_LAND_TRIES = 8
+
+
+def _try_rename(src: Path, dst: Path) -> bool:
+    """``os.replace(src, dst)``; ``False`` if another writer put a non-empty ``dst`` there."""
+    try:
+        os.replace(src, dst)
+    except OSError as e:
+        if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            return False
+        raise
+    return True
 
 
 class Cache:

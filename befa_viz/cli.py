@@ -394,6 +394,37 @@ def data_masks(
 # ---- encode command ---------------------------------------------------------------------
 
 
+def _engine_option() -> Any:
+    return typer.Option("local", "--engine", metavar="local|ray",
+                        help="local: this process; ray: a pool of Ray actors (pip install "
+                             "'befa-viz[ray]'), same results and cache.")
+
+
+def _address_option() -> Any:
+    return typer.Option(None, "--address",
+                        help="--engine ray: 'auto' or HOST:PORT / ray://HOST:PORT to join a "
+                             "cluster (shared filesystem); default a local Ray.")
+
+
+def _workers_option() -> Any:
+    return typer.Option(None, "--workers", min=1,
+                        help="--engine ray: actors (default: one per CPU of the cluster).")
+
+
+def _engine(engine: str, address: str | None, workers: int | None, progress: bool) -> Any:
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"{engine!r} is not one of local, ray.", param_hint="--engine")
+    if engine != "ray":
+        if address is not None or workers is not None:
+            raise typer.BadParameter("--address and --workers need --engine ray.",
+                                     param_hint="--engine")
+        return None
+    from befa_viz.distributed import RayEngine, require_ray
+
+    require_ray()
+    return RayEngine(address=address, num_workers=workers, progress=progress)
+
+
 @app.command("encode")
 def encode_cmd(
     dataset: str = typer.Option(None, "--dataset", "-d",
@@ -424,6 +455,9 @@ def encode_cmd(
     workspace: str = typer.Option(None, "--workspace", "-w",
                                   help="Workspace folder (default $BEFA_VIZ_WORKSPACE or "
                                        "./befa-workspace)."),
+    engine: str = _engine_option(),
+    address: str = _address_option(),
+    workers: int = _workers_option(),
 ) -> None:
     """Encode item images and texts into the workspace feature store (reused when unchanged)."""
     progress = _progress(progress)
@@ -438,6 +472,7 @@ def encode_cmd(
         text_field=text_field, chunk_size=chunk_size,
         resize=resize if _key(image_encoder) else None,
         pad_fill=pad_fill if _key(image_encoder) else None,
+        engine=_engine(engine, address, workers, progress),
     )
     typer.echo(f"dataset: {result.dataset}")
     for modality, path in result.items():
@@ -567,6 +602,9 @@ def train_cmd(
                                              "the official BeFA code); default: the config's."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+    devices: int = typer.Option(1, "--devices", min=1,
+                                help="Data-parallel processes (torch.distributed DDP: gloo on "
+                                     "CPU, one GPU each with --device cuda)."),
     track: str = _track_option(),
     tracking_uri: str = typer.Option(None, "--tracking-uri", help=_TRACK_URI_HELP),
     experiment: str = typer.Option(None, "--experiment", help="Tracker experiment name "
@@ -582,7 +620,7 @@ def train_cmd(
         workspace, model=model, adapter=adapter, dataset=dataset,
         features=_features_arg(image_features, text_features, features), config_file=config,
         overrides=set_, seed=seed, epochs=epochs, device=device, resume=resume,
-        overwrite=overwrite, progress=progress,
+        overwrite=overwrite, progress=progress, devices=devices,
     )
     typer.echo(f"dataset: {run.info['dataset']}")
     for m, prov in run.info.get("features", {}).items():
@@ -768,6 +806,9 @@ def heatmap_cmd(
     encoder: str = typer.Option(None, "--encoder",
                                 help="Encoder key for model-free targets without a run "
                                      "(default: the one that encoded the dataset)."),
+    engine: str = _engine_option(),
+    address: str = _address_option(),
+    workers: int = _workers_option(),
 ) -> None:
     """Attribute items' images or texts without and with BeFA; write reports and scores.
 
@@ -786,7 +827,14 @@ def heatmap_cmd(
     ids: Any = item if item is not None else (_id_list(items) if items is not None else None)
     if items is not None and not ids:
         raise typer.BadParameter("no item ids in --items.", param_hint="--items")
+    ray_engine = _engine(engine, address, workers, progress)
+    if ray_engine is not None and no_cache:
+        raise typer.BadParameter("--engine ray hands maps back through the cache; drop "
+                                 "--no-cache.", param_hint="--engine")
     if run is None and not pipeline.has_explainable_run(workspace, dataset, modality):
+        if ray_engine is not None:
+            raise typer.BadParameter("--engine ray needs a trained run (model-free "
+                                     "content heatmaps run locally).", param_hint="--engine")
         _content_heatmaps(ids, top_drift=top_drift, user=user, target=target, method=method,
                           steps=steps, baseline=baseline, modality=modality, out=out,
                           formats=formats, encoder=encoder, dataset=dataset,
@@ -799,7 +847,7 @@ def heatmap_cmd(
         formats=tuple(_id_list(formats)), run=run, user=user, target=target, method=method,
         n_steps=steps, baseline=baseline, compare_adapter=compare == "adapter",
         modality=modality, sanity=sanity, use_cache=not no_cache, cache=cache_dir,
-        progress=progress,
+        progress=progress, engine=ray_engine,
     )
     first = result.explanations[0]
     p = first.params

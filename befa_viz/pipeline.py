@@ -537,6 +537,7 @@ def encode_dataset(
     chunk_size: int = 512,
     resize: str | None = None,
     pad_fill: str | None = None,
+    engine: Any = None,
 ) -> EncodeResult:
     """Encode a workspace dataset's images and texts into the feature store.
 
@@ -558,6 +559,8 @@ def encode_dataset(
         resize: Image resize mode, ``"pad"`` (default), ``"squash"`` or ``"crop"`` (see
             :mod:`befa_viz.encoders.base`); part of the feature key.
         pad_fill: ``"edge"`` (default) or ``"mean"`` for ``resize="pad"``.
+        engine: A :class:`~befa_viz.distributed.RayEngine` to encode on Ray actors (same
+            entries, keys and resume as here); ``None`` encodes in this process.
 
     Returns:
         ``{modality: entry folder}`` with reuse and completeness flags.
@@ -583,14 +586,19 @@ def encode_dataset(
         if not key:
             continue
         opts = {"resize": resize, "pad_fill": pad_fill} if modality == "image" else {}
-        encoder = create_encoder(key, modality=modality, **opts)
-        table = encode_catalog(
-            ds.catalog, encoder, dataset_fingerprint=ds.fingerprint(),
-            cache=Cache(ws.features_dir), dataset_name=name, batch_size=batch_size,
-            chunk_size=chunk_size, device=device, progress=progress, shard=shard,
-            missing=missing,  # type: ignore[arg-type]  # validated by encode_catalog
-            text_field=text_field,  # type: ignore[arg-type]  # validated by encode_catalog
-        )
+        if engine is not None:
+            table = _encode_on_ray(ds, name, ws, key, modality, opts, engine, shard=shard,
+                                   batch_size=batch_size, chunk_size=chunk_size, device=device,
+                                   missing=missing, text_field=text_field)
+        else:
+            table = encode_catalog(
+                ds.catalog, create_encoder(key, modality=modality, **opts),
+                dataset_fingerprint=ds.fingerprint(),
+                cache=Cache(ws.features_dir), dataset_name=name, batch_size=batch_size,
+                chunk_size=chunk_size, device=device, progress=progress, shard=shard,
+                missing=missing,  # type: ignore[arg-type]  # validated by encode_catalog
+                text_field=text_field,  # type: ignore[arg-type]  # validated by encode_catalog
+            )
         assert table.path is not None
         result[modality] = table.path
         result.tables[modality] = table
@@ -598,6 +606,20 @@ def encode_dataset(
         result.complete[modality] = table.manifest.get("complete", True) is not False
         result.resumed[modality] = int(table.manifest.get("resumed_chunks", 0) or 0)
     return result
+
+
+def _encode_on_ray(ds: Any, name: str, ws: Workspace, key: str, modality: str,
+                   opts: dict[str, Any], engine: Any, *, shard: Any, **kwargs: Any) -> Any:
+    from befa_viz.cache import Cache
+    from befa_viz.distributed import encode_catalog_ray
+    from befa_viz.errors import ConfigError
+
+    if shard is not None:
+        raise ConfigError("--shard and --engine ray exclude each other: Ray splits the catalog "
+                          "itself. Drop --shard.")
+    return encode_catalog_ray(ds.catalog, key, modality=modality, engine=engine,
+                              dataset_fingerprint=ds.fingerprint(), cache=Cache(ws.features_dir),
+                              dataset_name=name, encoder_options=opts, **kwargs)
 
 
 # ---- train / evaluate / compare / sweep verbs --------------------------------------------
@@ -723,6 +745,7 @@ def train_model(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = False,
+    devices: int = 1,
 ) -> Any:  # -> befa_viz.train.Run (import kept lazy)
     """Train a backbone (with or without the adapter) on a workspace dataset.
 
@@ -744,6 +767,8 @@ def train_model(
         resume: Continue an existing run of the same config from its last checkpoint.
         overwrite: Retrain an existing run of the same config from scratch.
         progress: Progress bar.
+        devices: Data-parallel processes (``torch.distributed``: gloo on CPU, one GPU each
+            with ``device="cuda"``); see :func:`befa_viz.distributed.train_ddp`.
 
     Returns:
         The complete :class:`~befa_viz.train.Run` (``run.path`` is its folder).
@@ -764,6 +789,11 @@ def train_model(
                             dataset=dataset, features=features,
                             explicit={"adapter": adapter, "seed": seed, "epochs": epochs,
                                       "device": device})
+    if devices != 1:
+        from befa_viz.distributed import train_ddp
+
+        return train_ddp(ds, cfg, runs_dir=ws.runs_dir, n_procs=devices, resume=resume,
+                         overwrite=overwrite, progress=progress)
     return train(ds, cfg, runs_dir=ws.runs_dir, resume=resume, overwrite=overwrite,
                  progress=progress)
 
@@ -1850,6 +1880,7 @@ def explain_items(
     batch_size: int = 8,
     seed: int = 0,
     progress: bool = False,
+    engine: Any = None,
 ) -> list[ItemExplanation]:
     """Explain several items (or the ``top_drift`` most drifting ones) with and without BeFA.
 
@@ -1893,6 +1924,9 @@ def explain_items(
         batch_size: Items per attribution call.
         seed: Seed for random targets and noisy methods.
         progress: Show a progress bar.
+        engine: A :class:`~befa_viz.distributed.RayEngine`: compute the maps and scores on
+            Ray actors first (into the attribution cache, which this call then reads);
+            ``None`` computes them here.
 
     Returns:
         One explanation per item, in the order asked (``top_drift``: most drifting first).
@@ -1994,6 +2028,17 @@ def explain_items(
 
     options = _method_options(method, modality, n_steps, baseline, ds, encoder)
     cache_obj = cache if isinstance(cache, Cache) else (Cache(cache) if cache else ws.cache())
+    if engine is not None:  # the same calls on Ray actors, one batch of items per task
+        from befa_viz.distributed import prefill_attributions
+
+        engine.progress = engine.progress or progress
+        prefill_attributions(
+            [ds.catalog.item_ids[i] for i in idx],
+            {"workspace": str(ws.root), "run": str(main_run.path), "modality": modality,
+             "target": target, "method": method, "n_steps": n_steps, "baseline": baseline,
+             "user": user, "compare_adapter": compare_adapter, "use_cache": use_cache,
+             "cache": str(cache_obj.root), "q": q, "faithfulness_steps": faithfulness_steps,
+             "batch_size": batch_size, "seed": seed}, engine, items_per_task=int(batch_size))
     job = _Job(ws=ws, ds=ds, encoder=encoder, runs=runs, modality=modality, target=target,
                method=method, options=options, user_idx=user_idx, user=user, seed=seed,
                cache=AttributionCache(cache_obj), scores=ScoreCache(cache_obj),

@@ -588,6 +588,7 @@ def encode_catalog(
     missing: MissingPolicy = "error",
     text_field: TextField = "text",
     loader: Loader = "thread",
+    merge: bool = True,
     _on_batch: Callable[[int], None] | None = None,
 ) -> FeatureTable:
     """Encode every item of a catalog with one encoder, reusing stored results.
@@ -614,6 +615,9 @@ def encode_catalog(
         text_field: ``"text"``, ``"title"`` or ``"title+text"`` (text encoders).
         loader: How inputs are prepared while the model runs: ``"thread"``, ``"dataloader"``
             or ``"sync"``.
+        merge: With ``shard``: ``False`` never merges here, even when this call completes the
+            last chunk (a coordinator such as :mod:`befa_viz.distributed` merges once, so that
+            concurrent workers never assemble the same entry).
 
     Returns:
         The feature table (row ``i`` = catalog item ``i`` when complete).
@@ -795,13 +799,14 @@ def encode_catalog(
 
     assert partial is not None
     all_present = all(_chunk_path(partial, j).is_file() for j in range(len(ranges)))
-    if shard_t is not None and not all_present:
+    if shard_t is not None and (not all_present or not merge):
         idx = np.concatenate([np.asarray(ranges[j]) for j in mine]) if mine else np.zeros(0, int)
         values = (np.concatenate([done[j][0] for j in mine], axis=0) if mine
                   else np.zeros((0, encoder.dim), np.float32))
         part = {**manifest, "complete": False, "shard": list(shard_t),
                 "shape": list(values.shape)}
-        log.info("Shard %d/%d done (%d items); other shards still missing", *shard_t, len(idx))
+        (log.info if mine else log.debug)(  # a shard without chunks only wrote the plan
+            "Shard %d/%d done (%d items); other shards still missing", *shard_t, len(idx))
         return FeatureTable(values, [catalog.item_ids[i] for i in idx], modality, encoder.key,
                             encoder.fingerprint(), dataset_fingerprint, part, folder)
     plan = json.loads((partial / _PLAN).read_text())

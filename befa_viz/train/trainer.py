@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from befa_viz.data.types import RecDataset
+from befa_viz.distributed.ddp import active as _ddp_active
 from befa_viz.errors import ConfigError, DataError
 from befa_viz.train.config import TrainConfig
 from befa_viz.train.evaluate import evaluate
@@ -357,6 +358,9 @@ def fit(
     device = next(iter(model.parameters())).device
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    ddp = _ddp_active()  # inside a befa_viz.distributed.train_ddp worker: its hooks
+    if ddp is not None:
+        state = ddp.start(model, state)
     rng = np.random.default_rng(config.seed)
     if state is None:
         state = TrainState()
@@ -374,7 +378,7 @@ def fit(
     eval_seconds = sum(h.get("eval_seconds", 0.0) for h in state.history)
 
     bar = None
-    if progress:
+    if progress and (ddp is None or ddp.is_main):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.epochs, initial=state.epoch, desc=config.model, unit="epoch")
@@ -391,6 +395,9 @@ def fit(
             t0 = time.perf_counter()
             total, n_batches = 0.0, 0
             for u, p, n in sampler.epoch(users, items, config.batch_size, rng):
+                w = 1.0
+                if ddp is not None:  # this rank's share of the batch, weighted by its size
+                    u, p, n, w = ddp.shard(u, p, n)
                 loss = model.loss(torch.from_numpy(u).to(device), torch.from_numpy(p).to(device),
                                   torch.from_numpy(n).to(device))
                 if not torch.isfinite(loss):
@@ -400,15 +407,20 @@ def fit(
                         "regularisation weights."
                     )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * w).backward()
+                if ddp is not None:
+                    ddp.sync_grads(params)
                 optimizer.step()
-                total += float(loss.detach())
+                total += float(loss.detach()) * w
                 n_batches += 1
+            if ddp is not None:
+                total = ddp.reduce_sum(total)
             record: dict[str, Any] = {"epoch": epoch, "loss": total / max(n_batches, 1),
                                       "seconds": time.perf_counter() - t0}
             train_seconds += record["seconds"]
             improved = False
-            if epoch % config.eval_every == 0 or epoch == config.epochs:
+            if (epoch % config.eval_every == 0 or epoch == config.epochs) and \
+                    (ddp is None or ddp.is_main):  # DDP: rank 0 evaluates and decides
                 t1 = time.perf_counter()
                 model.eval()  # stays in eval mode: the spread reuses evaluation's embeddings
                 valid = evaluate(model, inter, "valid", **eval_kw)
@@ -437,6 +449,8 @@ def fit(
                     state.stopped_early = state.bad_evals >= config.patience
                 log.info("epoch %d loss %.4f valid %s %.4f%s", epoch, record["loss"],
                          config.metric, value, " *" if improved else "")
+            if ddp is not None:
+                ddp.end_epoch(state)
             state.history.append(record)
             state.epoch = epoch
             # a dict at run time; numpy's stubs type the state as a Mapping
@@ -450,11 +464,13 @@ def fit(
                 post["best"] = f"{state.best_value:.4f}@{state.best_epoch}"
                 bar.set_postfix(post)
                 bar.update(1)
-            if on_epoch_end is not None:
+            if on_epoch_end is not None and (ddp is None or ddp.is_main):
                 on_epoch_end(state, model, improved)
     finally:
         if bar is not None:
             bar.close()
+    if ddp is not None and not ddp.is_main:  # rank 0 alone tests, summarises and saves
+        return FitResult(state, _weights(model), {}, {}, train_seconds, eval_seconds)
 
     if state.best_epoch == 0:  # nothing evaluated (epochs=0): the current weights are "best"
         t1 = time.perf_counter()

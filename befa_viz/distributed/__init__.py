@@ -1,0 +1,32 @@
+"""Scale-out: the map-style jobs on Ray, training on several processes with DDP.
+
+* :class:`RayEngine` runs ``encode`` (:func:`encode_catalog_ray`) and the attribution maps of
+  ``heatmap --top-drift`` (:func:`prefill_attributions`) on a pool of Ray actors; each actor
+  loads its encoder / runs once and writes into the same feature store and attribution cache
+  as the single-process path (same keys, same manifests, same resume).
+* :func:`train_ddp` trains one run on ``N`` processes with ``torch.distributed`` (gloo on CPU,
+  nccl on GPU); see :mod:`befa_viz.distributed.ddp`.
+
+Ray is optional (``pip install 'befa-viz[ray]'``); nothing here imports it until a job runs.
+"""
+
+from __future__ import annotations
+
+from befa_viz.distributed.ddp import DDPContext, train_ddp
+from befa_viz.distributed.ray_jobs import (
+    RayEngine,
+    RayWorkerLost,
+    encode_catalog_ray,
+    prefill_attributions,
+    require_ray,
+)
+
+__all__ = [
+    "DDPContext",
+    "RayEngine",
+    "RayWorkerLost",
+    "encode_catalog_ray",
+    "prefill_attributions",
+    "require_ray",
+    "train_ddp",
+]

@@ -1,0 +1,272 @@
+"""Data-parallel training on several processes with ``torch.distributed``.
+
+:func:`train_ddp` spawns ``N`` processes on this machine (gloo on CPU, nccl with one GPU per
+process), and :func:`befa_viz.train.trainer.fit` asks :func:`active` whether it runs inside one;
+if so it calls the few hooks of :class:`DDPContext`:
+
+* **start** — rank 0 broadcasts its :class:`~befa_viz.train.TrainState` (fresh, or loaded from
+  the run's checkpoint on ``--resume``) and its weights, so every rank starts identical;
+* **shard** — every rank draws the epoch's permutation and negatives from the same seeded
+  generator (so the checkpoint's one RNG state resumes all ranks exactly) and trains on its
+  own contiguous share of each mini-batch; its loss is weighted by its share of the batch;
+* **sync_grads** — one all-reduce (sum) of the flattened gradients after each backward, so
+  every rank takes the optimiser step of the *whole* batch: for batch-mean losses the update
+  equals the single-process one up to floating-point summation order;
+* **end_epoch** — rank 0 alone evaluates, checkpoints and decides early stopping; it
+  broadcasts the stop flag and its torch RNG state (dropout masks stay in step).
+
+What does not scale: graph backbones (LightGCN, FREEDOM, LATTICE, ...) propagate over the
+whole graph on every rank for every batch, so only the per-triple part of their work is split;
+evaluation runs on rank 0 while the others wait.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from befa_viz.errors import BefaVizError, ConfigError
+
+if TYPE_CHECKING:
+    from befa_viz.data.types import RecDataset
+    from befa_viz.train.config import TrainConfig
+    from befa_viz.train.trainer import TrainState
+
+__all__ = ["DDPContext", "active", "train_ddp"]
+
+log = logging.getLogger(__name__)
+
+_ACTIVE: DDPContext | None = None
+
+
+def active() -> DDPContext | None:
+    """The context of the DDP worker this process is, or ``None`` (a plain process)."""
+    return _ACTIVE
+
+
+class _NothingToTrain(Exception):
+    """Rank 0 finished without training (a complete run, or an error before the first epoch)."""
+
+
+@dataclass
+class DDPContext:
+    """One rank of a data-parallel job (the hooks :func:`~befa_viz.train.trainer.fit` calls).
+
+    Attributes:
+        rank: This process's rank.
+        world_size: Number of processes.
+        device: Torch device of this rank's tensors.
+        started: Whether :meth:`start` ran (rank 0 tells the others when it never will).
+    """
+
+    rank: int
+    world_size: int
+    device: torch.device
+    started: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def start(self, model: torch.nn.Module, state: TrainState | None) -> TrainState | None:
+        """Give every rank rank 0's training state and weights; returns the state to use."""
+        import torch.distributed as dist
+
+        self.started = True
+        box: list[Any] = [("train", state if self.is_main else None)]
+        dist.broadcast_object_list(box, src=0)
+        kind, state = box[0]
+        if kind != "train":
+            raise _NothingToTrain
+        with torch.no_grad():
+            for t in [*model.parameters(), *model.buffers()]:
+                if t.layout == torch.strided:  # sparse graph buffers are built from the data
+                    dist.broadcast(t.data, src=0)
+        return state
+
+    def stop(self) -> None:
+        """Rank 0: tell the other ranks that no training follows."""
+        import torch.distributed as dist
+
+        if self.is_main and not self.started:
+            dist.broadcast_object_list([("stop", None)], src=0)
+
+    def shard(self, users: np.ndarray, pos: np.ndarray, neg: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """This rank's contiguous share of a batch and its weight (share of the batch size).
+
+        A rank whose share is empty (a last batch smaller than the world) computes the first
+        triple with weight 0, so that every rank still joins the gradient all-reduce.
+        """
+        m = len(users)
+        lo, hi = m * self.rank // self.world_size, m * (self.rank + 1) // self.world_size
+        if hi == lo:
+            return users[:1], pos[:1], neg[:1], 0.0
+        return users[lo:hi], pos[lo:hi], neg[lo:hi], (hi - lo) / m
+
+    def sync_grads(self, params: list[torch.nn.Parameter]) -> None:
+        """Sum the weighted gradients of all ranks (one flat all-reduce)."""
+        import torch.distributed as dist
+
+        grads = []
+        for p in params:
+            g = p.grad
+            if g is None:
+                g = torch.zeros_like(p)
+            elif g.is_sparse:
+                g = g.to_dense()
+            grads.append(g.reshape(-1))
+        flat = torch.cat(grads)
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[offset: offset + n].view_as(p).clone()
+            offset += n
+
+    def reduce_sum(self, value: float) -> float:
+        """Sum a number over the ranks."""
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return float(t.item())
+
+    def end_epoch(self, state: TrainState) -> None:
+        """Adopt rank 0's early-stopping decision and torch RNG state."""
+        import torch.distributed as dist
+
+        box: list[Any] = [(bool(state.stopped_early), torch.get_rng_state())]
+        dist.broadcast_object_list(box, src=0)
+        state.stopped_early = bool(box[0][0])
+        torch.set_rng_state(box[0][1])
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _worker(rank: int, world: int, backend: str, init_method: str, dataset: RecDataset,
+            config: TrainConfig, kwargs: dict[str, Any], threads: int, out: str) -> None:
+    global _ACTIVE
+    import torch.distributed as dist
+
+    from befa_viz.train.run import select_features, train
+    from befa_viz.train.trainer import build_model, fit
+
+    torch.set_num_threads(threads)
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+    dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world,
+                            timeout=timedelta(minutes=30))
+    device = torch.device(f"cuda:{rank}" if backend == "nccl" else "cpu")
+    ctx = DDPContext(rank, world, device)
+    _ACTIVE = ctx
+    try:
+        if rank == 0:
+            try:
+                run = train(dataset, config, **kwargs)
+            finally:
+                ctx.stop()
+            Path(out, "result.json").write_text(json.dumps({"path": str(run.path)}))
+        else:
+            features = select_features(config, dataset.n_items, dataset.fingerprint())
+            model = build_model(config, dataset, {m: f.values for m, f in features.items()})
+            try:
+                fit(model, dataset, config)
+            except _NothingToTrain:
+                pass
+    except BefaVizError as e:
+        Path(out, f"error-{rank}.json").write_text(json.dumps(
+            {"type": type(e).__name__, "message": str(e)}))
+        raise
+    finally:
+        _ACTIVE = None
+        dist.destroy_process_group()
+
+
+def train_ddp(
+    dataset: RecDataset,
+    config: TrainConfig,
+    *,
+    runs_dir: str | os.PathLike[str],
+    n_procs: int,
+    name: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    backend: str | None = None,
+) -> Any:  # -> befa_viz.train.Run
+    """Train one run with ``n_procs`` data-parallel processes on this machine.
+
+    Rank 0 is :func:`befa_viz.train.train` itself (run directory, checkpoints, resume,
+    evaluation, provenance); the other ranks only contribute gradients. The run is the same
+    kind of folder as a single-process run and resumes with or without DDP.
+
+    Args:
+        dataset: Dataset with train/valid/test splits.
+        config: Resolved training configuration (``device`` ``cpu`` or ``cuda``).
+        runs_dir: Parent folder of run directories.
+        n_procs: Processes (CPU: each gets ``cpu_count // n_procs`` torch threads; GPU: one
+            device each).
+        name: Run directory name; default :func:`~befa_viz.train.run_name`.
+        resume: As :func:`~befa_viz.train.train`.
+        overwrite: As :func:`~befa_viz.train.train`.
+        progress: Progress bar (rank 0).
+        backend: ``"gloo"`` or ``"nccl"``; default nccl for a CUDA device, else gloo.
+
+    Returns:
+        The complete :class:`~befa_viz.train.Run`.
+
+    Raises:
+        ConfigError: ``n_procs`` < 1, more GPU processes than GPUs, an unknown backend; the
+            errors of :func:`~befa_viz.train.train` (re-raised from rank 0).
+    """
+    import torch.multiprocessing as mp
+
+    from befa_viz import errors
+    from befa_viz.train import Run, train
+
+    if n_procs < 1:
+        raise ConfigError(f"--devices must be >= 1; got {n_procs}.")
+    if n_procs == 1:
+        return train(dataset, config, runs_dir=runs_dir, name=name, resume=resume,
+                     overwrite=overwrite, progress=progress)
+    cuda = str(config.device).startswith("cuda")
+    backend = backend or ("nccl" if cuda else "gloo")
+    if backend not in ("gloo", "nccl"):
+        raise ConfigError(f"backend {backend!r} is not one of 'gloo', 'nccl'.")
+    if cuda and torch.cuda.device_count() < n_procs:
+        raise ConfigError(f"--devices {n_procs} with device {config.device!r} needs {n_procs} "
+                          f"GPUs; this machine has {torch.cuda.device_count()}.")
+    if backend == "nccl" and not cuda:
+        raise ConfigError("backend 'nccl' needs device 'cuda'; use gloo on CPU.")
+    threads = max(1, (os.cpu_count() or 1) // n_procs)
+    kwargs = {"runs_dir": str(runs_dir), "name": name, "resume": resume,
+              "overwrite": overwrite, "progress": progress}
+    init_method = f"tcp://127.0.0.1:{_free_port()}"
+    with tempfile.TemporaryDirectory(prefix="befa-ddp-") as out:
+        try:
+            mp.spawn(_worker, args=(n_procs, backend, init_method, dataset, config, kwargs,
+                                    threads, out), nprocs=n_procs, join=True)
+        except mp.ProcessRaisedException:
+            for f in sorted(Path(out).glob("error-*.json")):
+                err = json.loads(f.read_text())
+                cls = getattr(errors, err["type"], None)
+                if isinstance(cls, type) and issubclass(cls, BefaVizError):
+                    raise cls(err["message"]) from None
+            raise
+        path = json.loads(Path(out, "result.json").read_text())["path"]
+    return Run.load(path, device=config.device)

@@ -1,0 +1,391 @@
+"""Map-style jobs on Ray: encode a catalog, attribute many items.
+
+Both jobs keep the single-process code as the unit of work and only decide *who* runs which
+part, so that results, cache keys, manifests and resume are those of the single-process path:
+
+* **encode** (:func:`encode_catalog_ray`): the driver writes the entry's plan (the chunk grid
+  of :func:`~befa_viz.encoders.store.encode_catalog`), then a pool of actors runs
+  ``encode_catalog(shard=(i, n), merge=False)`` for the shards that still have missing chunks.
+  Every finished chunk is written atomically by the worker that computed it, so an interrupted
+  job (Ctrl-C, a lost node) resumes from the chunks on disk; the driver merges once at the end.
+* **attribution** (:func:`prefill_attributions`): actors run
+  :func:`~befa_viz.pipeline.explain_items` on batches of item ids; every map and score lands in
+  the workspace's attribution cache (atomic entries), and the driver's own ``explain_items``
+  then serves everything from the cache (ranking, report, sanity checks).
+
+Each actor builds its encoder (or opens its runs, through the pipeline's memos) once and reuses
+it for all its tasks. Workers need the workspace (dataset, images, feature store, runs) at the
+same path: a local Ray, or a cluster on a shared filesystem.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from befa_viz.cache import Cache
+from befa_viz.data.types import Catalog
+from befa_viz.errors import BefaVizError, ConfigError, Interrupted, MissingDependencyError
+
+__all__ = ["RayEngine", "RayWorkerLost", "encode_catalog_ray", "prefill_attributions",
+           "require_ray"]
+
+log = logging.getLogger(__name__)
+
+#: Tasks per worker in a job: small enough tasks keep the workers busy to the end and move
+#: the progress bar, few enough that the per-task overhead (a catalog scan) stays small.
+TASKS_PER_WORKER = 4
+
+
+class RayWorkerLost(BefaVizError, RuntimeError):
+    """A Ray worker died (killed for memory, node lost); what it finished is kept."""
+
+
+def require_ray() -> Any:
+    """Import Ray, or raise one clear line naming the extra to install.
+
+    Raises:
+        MissingDependencyError: Ray is not installed.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError(
+            "Ray is not installed; --engine ray needs it. Install with: "
+            "pip install 'befa-viz[ray]'."
+        ) from None
+    return ray
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+@dataclass
+class RayEngine:
+    """Where and how wide a Ray job runs.
+
+    Attributes:
+        address: ``None`` starts a local Ray with ``num_workers`` CPUs (loopback only);
+            ``"auto"`` joins the cluster this machine belongs to; ``"ray://host:10001"`` or
+            ``"host:6379"`` joins that cluster.
+        num_workers: Actors per job; default one per ``threads_per_worker`` CPUs of the
+            cluster (local: of this machine).
+        threads_per_worker: Torch threads (and Ray CPUs) per actor.
+        gpus_per_worker: GPUs per actor (``device`` must then be ``cuda``).
+        progress: Show a progress bar over the whole job.
+        stats: Filled by each job: workers, tasks, seconds, Ray start-up seconds, peak RSS per
+            worker (MiB).
+
+    Example:
+        >>> RayEngine(num_workers=2).address is None
+        True
+    """
+
+    address: str | None = None
+    num_workers: int | None = None
+    threads_per_worker: int = 1
+    gpus_per_worker: float = 0.0
+    progress: bool = False
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.num_workers is not None and self.num_workers < 1:
+            raise ConfigError(f"num_workers (--workers) must be >= 1; got {self.num_workers}.")
+        if self.threads_per_worker < 1:
+            raise ConfigError(f"threads_per_worker must be >= 1; got {self.threads_per_worker}.")
+
+    def init(self) -> Any:
+        """Start or join Ray (once per process); returns the ``ray`` module."""
+        ray = require_ray()
+        if not ray.is_initialized():
+            t0 = time.perf_counter()
+            common = {"include_dashboard": False, "configure_logging": False,
+                      "log_to_driver": False}
+            if self.address is None:
+                n = (self.num_workers or os.cpu_count() or 1) * self.threads_per_worker
+                ray.init(num_cpus=n, _node_ip_address="127.0.0.1",
+                         object_store_memory=256 * 1024**2, **common)
+            else:
+                try:
+                    ray.init(address=self.address, **common)
+                except (ConnectionError, RuntimeError, ValueError) as e:
+                    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                    raise ConfigError(
+                        f"Cannot join the Ray cluster at --address {self.address!r} ({first}). "
+                        "Start one with 'ray start --head' (and 'ray start --address "
+                        "HEAD:6379' on the other nodes), or drop --address for a local Ray."
+                    ) from None
+            self.stats["startup_seconds"] = round(time.perf_counter() - t0, 3)
+        return ray
+
+    def workers(self, ray: Any) -> int:
+        if self.num_workers is not None:
+            return self.num_workers
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        return max(1, int(cpus // self.threads_per_worker))
+
+    def _actor(self, ray: Any, cls: type) -> Any:
+        return ray.remote(num_cpus=self.threads_per_worker, num_gpus=self.gpus_per_worker,
+                          max_restarts=0)(cls)
+
+
+def _set_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+class _EncodeWorker:
+    """One actor: one encoder, many shards."""
+
+    def __init__(self, catalog: Catalog, key: str, modality: str, options: dict[str, Any],
+                 threads: int) -> None:
+        from befa_viz.encoders import create_encoder
+
+        _set_threads(threads)
+        self.catalog = catalog
+        self.encoder = create_encoder(key, modality=modality, **options)
+
+    def run(self, k: int, shard: tuple[int, int], kwargs: dict[str, Any]) -> dict[str, Any]:
+        from befa_viz.encoders.store import encode_catalog
+
+        t0 = time.perf_counter()
+        encode_catalog(self.catalog, self.encoder, shard=shard, merge=False, progress=False,
+                       **kwargs)
+        return {"k": k, "seconds": time.perf_counter() - t0, "pid": os.getpid(),
+                "rss_mb": _peak_rss_mb()}
+
+
+class _ExplainWorker:
+    """One actor: opens the runs and encoder once (pipeline memos), explains many batches."""
+
+    def __init__(self, threads: int) -> None:
+        _set_threads(threads)
+
+    def run(self, k: int, item_ids: list[str], kwargs: dict[str, Any]) -> dict[str, Any]:
+        from befa_viz.pipeline import explain_items
+
+        t0 = time.perf_counter()
+        explain_items(item_ids, progress=False, **kwargs)
+        return {"k": k, "seconds": time.perf_counter() - t0, "pid": os.getpid(),
+                "rss_mb": _peak_rss_mb()}
+
+
+def _cause(ray: Any, err: Exception) -> BaseException:
+    """The worker's own exception (a BefaVizError, Ctrl-C) rather than Ray's wrapper."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, (BefaVizError, KeyboardInterrupt)):
+        return cause
+    return err
+
+
+def _run_pool(ray: Any, engine: RayEngine, make_actor: Callable[[], Any], n_workers: int,
+              tasks: Sequence[tuple[Any, ...]], sizes: Sequence[int], desc: str, unit: str,
+              kept: Callable[[], str]) -> list[dict[str, Any]]:
+    """Run ``actor.run(*task)`` over an actor pool; a bar counts ``sizes`` of finished tasks."""
+    from ray.util import ActorPool
+
+    actors = [make_actor() for _ in range(min(n_workers, len(tasks)))]
+    pool = ActorPool(actors)
+    bar = None
+    if engine.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(sum(sizes)), desc=desc, unit=unit)
+    out: list[dict[str, Any]] = []
+    try:
+        for k, task in enumerate(tasks):
+            pool.submit(lambda a, v: a.run.remote(*v), (k, *task))
+        while pool.has_next():
+            try:
+                res = pool.get_next_unordered()
+            except ray.exceptions.RayTaskError as e:
+                raise _cause(ray, e) from None
+            except ray.exceptions.RayActorError as e:  # e.g. Ray's memory monitor killed it
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise RayWorkerLost(
+                    f"A Ray worker of '{desc}' died ({first[:200]}); {kept()}, a rerun "
+                    "resumes. If it ran out of memory, use fewer workers (--workers) or a "
+                    "smaller batch (--batch-size).") from None
+            out.append(res)
+            if bar is not None:
+                bar.update(sizes[res["k"]])
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; {kept()}, rerun resumes") from None
+    finally:
+        if bar is not None:
+            bar.close()
+        for a in actors:
+            ray.kill(a)
+    return out
+
+
+def _summarise(engine: RayEngine, results: list[dict[str, Any]], n_workers: int,
+               n_tasks: int, seconds: float) -> None:
+    rss: dict[int, float] = {}
+    for r in results:
+        rss[r["pid"]] = max(rss.get(r["pid"], 0.0), float(r["rss_mb"]))
+    engine.stats.update(workers=n_workers, tasks=n_tasks, seconds=round(seconds, 3),
+                        worker_seconds=round(sum(r["seconds"] for r in results), 3),
+                        peak_rss_mb={str(p): round(v, 1) for p, v in sorted(rss.items())})
+
+
+def encode_catalog_ray(
+    catalog: Catalog,
+    encoder_key: str,
+    *,
+    modality: str,
+    engine: RayEngine,
+    dataset_fingerprint: str,
+    cache: Cache,
+    dataset_name: str,
+    encoder_options: dict[str, Any] | None = None,
+    batch_size: int = 32,
+    chunk_size: int = 512,
+    device: str = "cpu",
+    missing: str = "error",
+    text_field: str = "text",
+    _on_batch: Callable[[int], None] | None = None,
+) -> Any:  # -> FeatureTable
+    """Encode a catalog into the feature store on a pool of Ray actors.
+
+    The entry (key, manifest, chunk grid, files) is exactly the one
+    :func:`~befa_viz.encoders.store.encode_catalog` writes for the same arguments; a complete
+    entry is reused, a partial one (interrupted, here or single-process) is resumed.
+
+    Args:
+        catalog: The items (shipped once to every actor).
+        encoder_key: ``backend:model[:weights]``; every actor builds this encoder once.
+        modality: ``"image"`` or ``"text"``.
+        engine: Where to run.
+        dataset_fingerprint: As in ``encode_catalog``.
+        cache: The feature cache (a folder every worker can write).
+        dataset_name: Sub-folder of the cache.
+        encoder_options: Extra ``create_encoder`` options (``resize``, ``pad_fill``).
+        batch_size: Items per forward pass.
+        chunk_size: Items per resumable chunk (a new entry only; a resumed one keeps its grid).
+        device: Torch device inside the workers.
+        missing: ``"error"`` or ``"zeros"``.
+        text_field: Text encoders: which text.
+
+    Returns:
+        The complete :class:`~befa_viz.encoders.store.FeatureTable`.
+
+    Raises:
+        MissingDependencyError: Ray is not installed.
+        DataError: As ``encode_catalog`` (raised by the worker that met it).
+    """
+    from befa_viz.encoders import create_encoder
+    from befa_viz.encoders.store import (
+        _PARTIAL,
+        _PLAN,
+        _atomic_json,
+        _chunk_path,
+        _chunks,
+        encode_catalog,
+        merge_features,
+    )
+
+    ray = engine.init()
+    t0 = time.perf_counter()
+    opts = dict(encoder_options or {})
+    encoder = create_encoder(encoder_key, modality=modality, **opts)
+    kwargs: dict[str, Any] = {
+        "dataset_fingerprint": dataset_fingerprint, "cache": cache, "dataset_name": dataset_name,
+        "batch_size": batch_size, "chunk_size": chunk_size, "device": device,
+        "missing": missing, "text_field": text_field, "_on_batch": _on_batch}
+    # A shard that owns no chunk (index n of n + 1 > number of chunks): the call checks the
+    # inputs, reuses a complete entry, or writes the plan (chunk grid, manifest) that every
+    # worker then shares, without encoding anything.
+    n = len(catalog)
+    head = encode_catalog(catalog, encoder, shard=(n, n + 1), merge=False,
+                          **{k: v for k, v in kwargs.items() if k != "_on_batch"})
+    if head.manifest.get("complete", True) is not False:
+        engine.stats.update(workers=0, tasks=0, seconds=round(time.perf_counter() - t0, 3))
+        return head
+    folder = head.path
+    assert folder is not None
+    partial = folder / _PARTIAL
+    plan = json.loads((partial / _PLAN).read_text())
+    ranges = _chunks(int(plan["n_items"]), int(plan["chunk_size"]))
+    present = {j for j in range(len(ranges)) if _chunk_path(partial, j).is_file()}
+    n_workers = engine.workers(ray)
+    n_tasks = min(len(ranges), TASKS_PER_WORKER * n_workers)
+    shards = [(i, n_tasks) for i in range(n_tasks)
+              if any(j not in present for j in range(i, len(ranges), n_tasks))]
+    sizes = [sum(len(ranges[j]) for j in range(i, len(ranges), n_tasks) if j not in present)
+             for i, _ in shards]
+    if present:
+        log.info("resumed: %d of %d chunks were kept by an interrupted run", len(present),
+                 len(ranges))
+    results: list[dict[str, Any]] = []
+    if shards:
+        catalog_ref = ray.put(catalog)
+        worker = engine._actor(ray, _EncodeWorker)
+
+        def kept() -> str:
+            done = sum(_chunk_path(partial, j).is_file() for j in range(len(ranges)))
+            return f"{done} of {len(ranges)} chunks kept"
+
+        results = _run_pool(
+            ray, engine,
+            lambda: worker.remote(catalog_ref, encoder_key, modality, opts,
+                                  engine.threads_per_worker),
+            n_workers, [(s, kwargs) for s in shards], sizes,
+            f"encode {modality} ({encoder_key}) on Ray", "item", kept)
+    seconds = time.perf_counter() - t0
+    plan["manifest"]["seconds"] = round(seconds, 3)
+    _atomic_json(partial / _PLAN, plan)
+    table = merge_features(folder)
+    table.manifest["reused"] = False
+    table.manifest["resumed_chunks"] = len(present)
+    _summarise(engine, results, min(n_workers, len(shards)), len(shards), seconds)
+    return table
+
+
+def prefill_attributions(item_ids: Sequence[str], kwargs: dict[str, Any],
+                         engine: RayEngine, *, items_per_task: int = 8) -> dict[str, Any]:
+    """Compute every map and score :func:`~befa_viz.pipeline.explain_items` needs, on Ray.
+
+    Actors call ``explain_items(batch, **kwargs)`` on batches of ``items_per_task`` items;
+    results land in the attribution cache named in ``kwargs`` (entries are atomic, so a
+    batch that was interrupted is recomputed and a finished one is served from the cache).
+
+    Args:
+        item_ids: Raw item ids to explain.
+        kwargs: ``explain_items`` keyword arguments (``workspace`` and ``run`` as paths,
+            ``use_cache`` true).
+        engine: Where to run.
+        items_per_task: Items per actor call.
+
+    Returns:
+        ``engine.stats`` of this job.
+
+    Raises:
+        ConfigError: ``use_cache`` is false (the cache is how results come back).
+    """
+    if not kwargs.get("use_cache", True):
+        raise ConfigError("--engine ray writes the maps into the attribution cache and reads "
+                          "them back; it cannot run with --no-cache.")
+    if items_per_task < 1:
+        raise ConfigError(f"items_per_task must be >= 1; got {items_per_task}.")
+    ray = engine.init()
+    t0 = time.perf_counter()
+    ids = [str(i) for i in item_ids]
+    batches = [ids[s: s + items_per_task] for s in range(0, len(ids), items_per_task)]
+    n_workers = engine.workers(ray)
+    worker = engine._actor(ray, _ExplainWorker)
+    results = _run_pool(
+        ray, engine, lambda: worker.remote(engine.threads_per_worker), n_workers,
+        [(b, kwargs) for b in batches], [len(b) for b in batches],
+        "attribute on Ray", "item", lambda: "finished batches are kept in the cache")
+    _summarise(engine, results, min(n_workers, len(batches)), len(batches),
+               time.perf_counter() - t0)
+    return engine.stats
