@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                                                      "similarity"])
     ap.add_argument("--targets", nargs="+",
                     default=["behaviour_alignment", "content_score", "random"])
+    ap.add_argument("--expensive-targets", nargs="+", default=None,
+                    help="Targets of the non-cheap methods (default: --targets).")
     ap.add_argument("--baseline", default="blur")
     ap.add_argument("--items", type=int, default=24)
     ap.add_argument("--expensive-items", type=int, default=None,
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     res = run_benchmark(
         a.workspace, dataset=a.dataset, methods=a.methods, targets=a.targets,
-        text_methods=(), n_items=a.items,
+        expensive_targets=a.expensive_targets, text_methods=(), n_items=a.items,
         n_items_expensive=a.expensive_items or a.items, n_steps=a.n_steps,
         baseline=a.baseline, method_options=json.loads(a.options), out_dir=a.out,
         n_examples=0, threads=1, progress=False)
