@@ -35,6 +35,14 @@ Methods (``I`` = image, ``T`` = text):
                       distance ‖e_t − e_pad‖ of each token embedding to the pad embedding).
 ==============  ====  ========================================================================
 
+IG variants in :mod:`befa_viz.attribution.ig` (images): ``ig_expected`` (GradientShap /
+expected gradients over a distribution of baselines), ``ig_blur_path`` (Blur IG along the
+scale space), ``ig_region`` (IG summed over SLIC superpixels) and ``ig_similarity``
+(LayerIntegratedGradients of the per-location similarity target). They and ``layer_ig`` take
+``n_steps=None`` to choose the step count per item by the completeness error
+(:mod:`befa_viz.attribution._steps`). Feature vectors without raw media (e.g. MMRec audio):
+:mod:`befa_viz.attribution.features`.
+
 Baselines (path methods and occlusion): ``"black"`` (zeros), ``"white"`` (ones), ``"blur"``
 (Gaussian blur of the input, σ = ``blur_sigma`` pixels, default S/16), ``"mean"`` (the dataset
 mean pixel, ``mean_pixel=(r, g, b)`` in ``[0, 1]``) or an explicit tensor shaped like the
