@@ -77,8 +77,11 @@ def rank_methods(table: Any, options: dict[str, Any] | None = None, *, alpha: fl
 
 
 def _row_evidence(row: Any, meta: dict[str, Any]) -> dict[str, Any]:
-    out = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-    return {**out, **meta}
+    def plain(v: Any) -> Any:
+        v = v.item() if hasattr(v, "item") else v
+        return None if isinstance(v, float) and not np.isfinite(v) else v  # strict JSON
+
+    return {**{k: plain(v) for k, v in row.items()}, **meta}
 
 
 def choose_default(ranked: Any, meta: dict[str, Any] | None = None) -> MethodDefault:
