@@ -21,8 +21,8 @@ import numpy as np
 
 from befa_viz.attribution.defaults import MethodDefault, workspace_defaults_path, write_defaults
 
-__all__ = ["BEHAVIOUR_TARGETS", "IG_FAMILY", "choose_default", "rank_methods",
-           "record_defaults"]
+__all__ = ["BEHAVIOUR_TARGETS", "IG_FAMILY", "choose_default", "merge_rankings",
+           "rank_methods", "record_defaults"]
 
 #: Targets driven by behaviour (the bar is about these).
 BEHAVIOUR_TARGETS = ("behaviour_alignment", "content_score")
@@ -73,6 +73,18 @@ def rank_methods(table: Any, options: dict[str, Any] | None = None, *, alpha: fl
                         "rho_random_target", "worst_margin", "clears_bar", "ig_family",
                         "seconds_per_map") if c in t.columns]
     return t.sort_values(["clears_bar", "worst_margin"], ascending=[False, False])[cols] \
+        .reset_index(drop=True)
+
+
+def merge_rankings(tables: list[Any]) -> Any:
+    """Several :func:`rank_methods` tables (e.g. one benchmark run per baseline) as one
+    ranking; a row present in several (same variant, method, target, baseline) keeps the
+    first."""
+    import pandas as pd
+
+    t = pd.concat(tables, ignore_index=True)
+    t = t.drop_duplicates(["variant", "method", "target", "baseline"], keep="first")
+    return t.sort_values(["clears_bar", "worst_margin"], ascending=[False, False]) \
         .reset_index(drop=True)
 
 
