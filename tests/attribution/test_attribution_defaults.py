@@ -71,3 +71,15 @@ def test_workspace_file_overrides_the_package_defaults(tmp_path):
 def test_package_defaults_cover_every_encoder():
     d = default_method("some:unbenchmarked-encoder")
     assert d.method and d.target and d.evidence
+
+
+def test_rankings_of_several_baselines_merge_into_one():
+    from befa_viz.evidence import merge_rankings
+
+    blur = rank_methods(TABLE, {"layer_ig": {"baseline": "blur"}})
+    black = rank_methods(TABLE[TABLE["method"] == "layer_ig"], OPTIONS)
+    both = merge_rankings([blur, black])
+    lig = both[(both["method"] == "layer_ig") & (both["target"] == "behaviour_alignment")]
+    assert sorted(lig["baseline"]) == ["black", "blur"]
+    assert len(merge_rankings([blur, blur])) == len(blur)  # duplicates dropped
+    assert list(both["clears_bar"]) == sorted(both["clears_bar"], reverse=True)
