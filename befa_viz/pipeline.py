@@ -974,7 +974,7 @@ class ItemExplanation:
         for v in self.variants:
             row[f"run_{v}"] = self.runs[v]
             for k in ("drift", "omission", "deletion_auc", "insertion_auc", "mass_in_mask",
-                      "delta"):
+                      "delta", "verdict", "unscored"):
                 row[f"{k}_{v}"] = self.scores[v].get(k)
             if self.gate.get(v, {}).get("item_gate_mean") is not None:
                 row[f"item_gate_mean_{v}"] = self.gate[v]["item_gate_mean"]
