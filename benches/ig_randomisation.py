@@ -50,8 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--items", type=int, default=6)
     ap.add_argument("--full-cascade", nargs="*", default=[],
                     help="Methods to report layer by layer (cheap ones).")
+    ap.add_argument("--baseline", default=None,
+                    help="Override the baseline of the methods that take one.")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
+    if a.baseline:
+        for o in OPTIONS.values():
+            if "baseline" in o:
+                o["baseline"] = a.baseline
     torch.set_num_threads(1)
 
     import warnings
