@@ -847,6 +847,11 @@ def run_benchmark(
         size = int(getattr(encoder, "image_size", 224))
         extra = {"occlusion": {"window": max(1, size // 4), "stride": max(1, size // 8)},
                  **{k: dict(v) for k, v in (method_options or {}).items()}}
+        if baseline == "mean":  # the dataset's mean colour, as the pipeline computes it
+            mean_px = pipeline._dataset_mean_pixel(ds, encoder)
+            for m in methods:
+                if "mean_pixel" in inspect.signature(ATTRIBUTIONS.get(m)).parameters:
+                    extra.setdefault(m, {}).setdefault("mean_pixel", mean_px)
         jobs["image"] = _Job(ws, ds, "image", encoder, pair, digests, {},
                              {m: _method_options(m, "image", n_steps, baseline, extra.get(m, {}))
                               for m in [*methods, _CONTROL_METHOD]},

@@ -747,6 +747,28 @@ def _id_list(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
+def _feature_heatmap(item: str | None, items: str | None, *, workspace: str | None,
+                     run: str | None, modality: str, target: str | None,
+                     steps: int | None) -> None:
+    """``heatmap --modality audio``: feature dimensions and modality shares, as a table."""
+    from befa_viz.pipeline import explain_features
+
+    ids = [item] if item is not None else _id_list(items)
+    if not ids:
+        raise typer.BadParameter(f"--modality {modality} needs --item or --items (no "
+                                 "--top-drift: there is no map to rank).", param_hint="--item")
+    exps = explain_features(ids, workspace=workspace, run=run, modality=modality,
+                            target=target or "content_score", n_steps=steps)
+    typer.echo(f"{modality}: precomputed features, no raw media — IG over the feature "
+               f"dimensions (baseline: the dataset's mean vector), run {exps[0].run}")
+    for e in exps:
+        shares = ", ".join(f"{m} {v['share']:.0%}" for m, v in e.shares.items())
+        top = ", ".join(f"dim {d} {v:+.3g}" for d, v in e.top_dims(5))
+        typer.echo(f"item {e.item_id}: {e.verdict.label()}")
+        typer.echo(f"  top dimensions: {top}")
+        typer.echo(f"  content score by modality: {shares}")
+
+
 @app.command("heatmap")
 def heatmap_cmd(
     item: str = typer.Option(
@@ -785,9 +807,11 @@ def heatmap_cmd(
                                 metavar="adapter|none",
                                 help="adapter: also explain the paired run with the other "
                                      "adapter setting; none: this run only."),
-    modality: str = typer.Option("image", "--modality",
-                                 parser=_choice("modality", ("image", "text")),
-                                 metavar="image|text"),
+    modality: str = typer.Option("image", "--modality", metavar="image|text|FEATURES",
+                                 help="image or text maps; any other modality of the run "
+                                      "(e.g. audio: precomputed features, no raw media) is "
+                                      "explained over its feature dimensions and by its "
+                                      "share of the content score."),
     out: Path = typer.Option(None, "--out", "-o",
                              help="Output folder (default: <workspace>/reports/heatmaps/<run>)."),
     formats: str = typer.Option("png,svg", "--formats",
@@ -821,6 +845,10 @@ def heatmap_cmd(
     from befa_viz.pipeline import heatmap_report
 
     given = [x for x in (item, items, top_drift) if x is not None]
+    if modality not in ("image", "text"):
+        _feature_heatmap(item, items, workspace=workspace, run=run, modality=modality,
+                         target=target, steps=steps)
+        return
     if len(given) != 1:
         raise typer.BadParameter("give exactly one of --item, --items or --top-drift.",
                                  param_hint="--item")

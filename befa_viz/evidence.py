@@ -21,8 +21,8 @@ import numpy as np
 
 from befa_viz.attribution.defaults import MethodDefault, workspace_defaults_path, write_defaults
 
-__all__ = ["BEHAVIOUR_TARGETS", "IG_FAMILY", "choose_default", "rank_methods",
-           "record_defaults"]
+__all__ = ["BEHAVIOUR_TARGETS", "IG_FAMILY", "choose_default", "merge_rankings",
+           "rank_methods", "record_defaults"]
 
 #: Targets driven by behaviour (the bar is about these).
 BEHAVIOUR_TARGETS = ("behaviour_alignment", "content_score")
@@ -76,9 +76,24 @@ def rank_methods(table: Any, options: dict[str, Any] | None = None, *, alpha: fl
         .reset_index(drop=True)
 
 
+def merge_rankings(tables: list[Any]) -> Any:
+    """Several :func:`rank_methods` tables (e.g. one benchmark run per baseline) as one
+    ranking; a row present in several (same variant, method, target, baseline) keeps the
+    first."""
+    import pandas as pd
+
+    t = pd.concat(tables, ignore_index=True)
+    t = t.drop_duplicates(["variant", "method", "target", "baseline"], keep="first")
+    return t.sort_values(["clears_bar", "worst_margin"], ascending=[False, False]) \
+        .reset_index(drop=True)
+
+
 def _row_evidence(row: Any, meta: dict[str, Any]) -> dict[str, Any]:
-    out = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-    return {**out, **meta}
+    def plain(v: Any) -> Any:
+        v = v.item() if hasattr(v, "item") else v
+        return None if isinstance(v, float) and not np.isfinite(v) else v  # strict JSON
+
+    return {**{k: plain(v) for k, v in row.items()}, **meta}
 
 
 def choose_default(ranked: Any, meta: dict[str, Any] | None = None) -> MethodDefault:

@@ -12,11 +12,17 @@ embedding) with ``ig`` and a black baseline. It measures
 * the **floor** for each: the same number of forward+backward passes through encoder and
   target, in the same batch shapes (``internal_batch_size`` examples at most), measured in the
   same run, interleaved with the IG runs so machine load hits both alike;
-* **ratio** IG / floor, and the process's **peak RSS** after each encoder.
+* **ratio** IG / floor, and the process's **peak RSS** after each encoder;
+* with ``--variants``, the same for each IG variant (:mod:`befa_viz.attribution.ig`,
+  ``layer_ig``, ``ig_smooth``) at a fixed step count: its floor is the number of
+  forward+backward passes the variant needs (``ig_blur_path``: segments × steps;
+  ``ig_smooth``: samples × steps; the others: steps), so the ratio is its overhead.
 
     .venv/bin/python benches/attribution.py [--encoders torchvision:mobilenet_v2 clip:ViT-B-32:random]
         [--items 50] [--steps 32 64] [--batch-steps 32] [--internal-batch-size 32]
         [--threads 1] [--repeats 3] [--json out.json]
+        [--variants layer_ig ig_similarity ig_region ig_expected ig_blur_path ig_smooth]
+        [--variant-steps 16]
 """
 
 from __future__ import annotations
@@ -85,6 +91,43 @@ def ig_seconds(enc, target, pixels: torch.Tensor, n_steps: int, ibs: int) -> flo
     return time.perf_counter() - t0
 
 
+#: Options of each variant at ``steps`` steps, and its forward+backward passes per item.
+def variant_plan(method: str, steps: int) -> tuple[dict, int]:
+    if method == "ig_blur_path":
+        return {"n_segments": 4, "n_steps": steps}, 4 * steps
+    if method == "ig_smooth":
+        return {"n_samples": 4, "n_steps": steps, "baseline": "blur"}, 4 * steps
+    if method == "ig_expected":
+        return {"n_steps": steps}, steps
+    return {"n_steps": steps, "baseline": "blur"}, steps
+
+
+def bench_variants(enc, model, pixels: torch.Tensor, args: argparse.Namespace) -> dict:
+    """Seconds per map and items/min of each variant vs its forward+backward floor."""
+    import warnings
+
+    out = {}
+    n, ibs, steps = pixels.shape[0], args.internal_batch_size, args.variant_steps
+    t_all = BehaviourAlignmentTarget(model, "image", list(range(n)))
+    for m in args.variants:
+        opts, passes = variant_plan(m, steps)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            attribute(m, enc, BehaviourAlignmentTarget(model, "image", [0]), pixels[:1],
+                      internal_batch_size=ibs, **opts)  # warm-up
+            fl = floor_seconds(enc, t_all, pixels, passes, ibs)
+            t0 = time.perf_counter()
+            attribute(m, enc, t_all, pixels, internal_batch_size=ibs, **opts)
+            sec = time.perf_counter() - t0
+        out[m] = {"options": opts, "passes_per_item": passes, "s_per_map": round(sec / n, 3),
+                  "floor_s_per_map": round(fl / n, 3), "ratio": round(sec / fl, 3),
+                  "items_per_min": round(60 * n / sec, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
+        print(f"  {enc.key}: {m} ({passes} passes/item): {sec / n:.2f} s/map, floor "
+              f"{fl / n:.2f} s, ratio {sec / fl:.2f}, {60 * n / sec:.1f} items/min, peak RSS "
+              f"{peak_rss_mb():.0f} MB", flush=True)
+    return out
+
+
 def bench_encoder(key: str, args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     enc = create_encoder(key, modality="image")
@@ -130,6 +173,8 @@ def bench_encoder(key: str, args: argparse.Namespace) -> dict:
                     "passes": n * steps}
     print(f"  {enc.key}: batch of {n} at {steps} steps: IG {ig:.1f} s "
           f"({60 * n / ig:.1f} items/min), floor {fl:.1f} s, ratio {ig / fl:.2f}", flush=True)
+    if args.variants:
+        res["variants"] = bench_variants(enc, model, pixels[: args.variant_items], args)
     res["peak_rss_mb"] = round(peak_rss_mb(), 1)
     print(f"  peak RSS so far {res['peak_rss_mb']:.0f} MB", flush=True)
     return res
@@ -146,6 +191,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--variants", nargs="*", default=[],
+                   help="IG variants to time next to their floor (see variant_plan).")
+    p.add_argument("--variant-steps", type=int, default=16)
+    p.add_argument("--variant-items", type=int, default=4)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     info = {"threads": args.threads, "torch": torch.__version__, "cpus": os.cpu_count(),

@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                                                      "similarity"])
     ap.add_argument("--targets", nargs="+",
                     default=["behaviour_alignment", "content_score", "random"])
+    ap.add_argument("--expensive-targets", nargs="+", default=None,
+                    help="Targets of the non-cheap methods (default: --targets).")
     ap.add_argument("--baseline", default="blur")
     ap.add_argument("--items", type=int, default=24)
     ap.add_argument("--expensive-items", type=int, default=None,
@@ -45,8 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="Report folder (outside the repo).")
     ap.add_argument("--record", action="store_true",
                     help="Write the winner to <workspace>/defaults/attribution.json.")
+    ap.add_argument("--combine", nargs="+", default=None, metavar="OUT_DIR",
+                    help="Rank the ranked.csv of earlier runs together (no new maps); with "
+                         "--record, write the overall winner.")
+    ap.add_argument("--encoder", default="torchvision:mobilenet_v2:IMAGENET1K_V1",
+                    help="Encoder key of the --combine entry.")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if a.combine:
+        return _combine(a)
 
     from befa_viz.benchmark import run_benchmark
     from befa_viz.evidence import record_defaults
@@ -54,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     res = run_benchmark(
         a.workspace, dataset=a.dataset, methods=a.methods, targets=a.targets,
-        text_methods=(), n_items=a.items,
+        expensive_targets=a.expensive_targets, text_methods=(), n_items=a.items,
         n_items_expensive=a.expensive_items or a.items, n_steps=a.n_steps,
         baseline=a.baseline, method_options=json.loads(a.options), out_dir=a.out,
         n_examples=0, threads=1, progress=False)
@@ -75,6 +84,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"maps computed {res.params.get('maps_computed')}, cached "
           f"{res.params.get('maps_cached')}; {secs:.0f} s")
     ranked.to_csv(os.path.join(a.out, "ranked.csv"), index=False)
+    return 0
+
+
+def _combine(a: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from befa_viz.attribution.defaults import workspace_defaults_path, write_defaults
+    from befa_viz.evidence import choose_default, merge_rankings
+
+    ranked = merge_rankings([pd.read_csv(os.path.join(d, "ranked.csv")) for d in a.combine])
+    command = "python benches/ig_evidence.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    choice = choose_default(ranked, {"dataset": a.dataset, "alpha": a.alpha, "min_items": 24,
+                                     "command": command, "runs_from": a.combine})
+    cols = [c for c in ("variant", "method", "target", "baseline", "n_items", "ratio",
+                        "margin_random_target", "p_random_target", "margin_input", "p_input",
+                        "clears_bar") if c in ranked.columns]
+    print(ranked[cols].to_string(float_format=lambda v: f"{v:.3g}"))
+    print(f"default → {choice.method} / {choice.target} / baseline {choice.baseline} "
+          f"(clears the bar: {choice.passes}); IG one flag away: {list(choice.alternatives)}")
+    if a.record:
+        from befa_viz.workspace import Workspace
+
+        print(write_defaults(workspace_defaults_path(Workspace(a.workspace)),
+                             {a.encoder: choice}))
+    ranked.to_csv(os.path.join(a.out, "ranked-combined.csv"), index=False)
     return 0
 
 

@@ -95,3 +95,30 @@ def test_heatmap_usage_errors(toy_ws, monkeypatch, capsys):
     code, _, err = _main(monkeypatch, capsys, "heatmap", "--item", "i3", "--items", "i4",
                          "-w", str(toy_ws.root))
     assert code == 2 and "exactly one of --item, --items or --top-drift" in " ".join(err.split())
+
+
+def test_heatmap_audio_features_explains_dimensions_and_modalities(tmp_path):
+    """An MMRec-format dataset with an audio modality and no media: not a dead end."""
+    import numpy as np
+
+    from befa_viz.data import export_mmrec
+    from befa_viz.testing import toy_dataset
+
+    rng = np.random.default_rng(0)
+    folder = export_mmrec(toy_dataset(), tmp_path / "mm" / "toy",
+                          features={"image": rng.normal(size=(12, 5)),
+                                    "audio": rng.normal(size=(12, 7))})
+    ws = str(tmp_path / "ws")
+    assert runner.invoke(app, ["data", "import", "mmrec", str(folder), "-w", ws]).exit_code == 0
+    r = runner.invoke(app, ["train", "--model", "vbpr", "--adapter", "none", "--epochs", "1",
+                            "-w", ws])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["heatmap", "--item", "i3", "--modality", "audio", "-w", ws])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    assert "IG over the feature dimensions" in r.output
+    assert "item i3: controls not checked · completeness error 0%" in r.output
+    assert "top dimensions: dim " in r.output
+    shares = r.output.split("content score by modality: ")[1].splitlines()[0]
+    assert "audio" in shares and "image" in shares
+    r = runner.invoke(app, ["heatmap", "--item", "i3", "--modality", "video", "-w", ws])
+    assert r.exit_code != 0

@@ -35,6 +35,14 @@ Methods (``I`` = image, ``T`` = text):
                       distance ‖e_t − e_pad‖ of each token embedding to the pad embedding).
 ==============  ====  ========================================================================
 
+IG variants in :mod:`befa_viz.attribution.ig` (images): ``ig_expected`` (GradientShap /
+expected gradients over a distribution of baselines), ``ig_blur_path`` (Blur IG along the
+scale space), ``ig_region`` (IG summed over SLIC superpixels) and ``ig_similarity``
+(LayerIntegratedGradients of the per-location similarity target). They and ``layer_ig`` take
+``n_steps=None`` to choose the step count per item by the completeness error
+(:mod:`befa_viz.attribution._steps`). Feature vectors without raw media (e.g. MMRec audio):
+:mod:`befa_viz.attribution.features`.
+
 Baselines (path methods and occlusion): ``"black"`` (zeros), ``"white"`` (ones), ``"blur"``
 (Gaussian blur of the input, σ = ``blur_sigma`` pixels, default S/16), ``"mean"`` (the dataset
 mean pixel, ``mean_pixel=(r, g, b)`` in ``[0, 1]``) or an explicit tensor shaped like the
@@ -480,7 +488,9 @@ def integrated_gradients(
     *,
     item_ids: Sequence[str] | None = None,
     baseline: str | torch.Tensor = "black",
-    n_steps: int = 32,
+    n_steps: int | None = DEFAULT_N_STEPS,
+    max_steps: int = MAX_STEPS,
+    tol: float = STEP_TOL,
     internal_batch_size: int = 32,
     blur_sigma: float | None = None,
     mean_pixel: Sequence[float] | None = None,
@@ -494,7 +504,11 @@ def integrated_gradients(
         item_ids: Raw item id per input.
         baseline: Image baseline (see :func:`make_baseline`); text accepts only ``"pad"``
             (``"black"``, the default, means ``"pad"`` for text).
-        n_steps: Gauss-Legendre integration steps.
+        n_steps: Gauss-Legendre integration steps; ``None`` (images) chooses them per item
+            by the completeness error (doubling from 16 up to ``max_steps`` until |delta| ≤
+            ``tol`` · |f(x) − f(b)|).
+        max_steps: Cap of the adaptive schedule.
+        tol: Relative completeness error the adaptive schedule aims for.
         internal_batch_size: Most examples in one forward/backward pass.
         blur_sigma: σ in pixels of the ``"blur"`` baseline.
         mean_pixel: Mean colour for the ``"mean"`` baseline.
@@ -503,12 +517,24 @@ def integrated_gradients(
         One attribution per input, completeness error in ``delta``; ``params`` records
         ``target_value`` f(x) and ``baseline_value`` f(baseline).
     """
-    _check_steps(n_steps)
+    check_schedule(n_steps, max_steps, tol)
     ibs = _check_ibs(internal_batch_size)
     if getattr(encoder, "modality", "") == "text":
-        return _text_ig(encoder, target, inputs, item_ids, baseline=baseline, n_steps=n_steps,
+        return _text_ig(encoder, target, inputs, item_ids, baseline=baseline,
+                        n_steps=DEFAULT_N_STEPS if n_steps is None else int(n_steps),
                         ibs=ibs, smooth=None, method="ig")
     pixels, ids, base = _image_setup(encoder, inputs, item_ids, baseline, blur_sigma, mean_pixel)
+    if n_steps is None:
+        from befa_viz.attribution.ig import _pixel_ig_run
+
+        run = _pixel_ig_run(encoder, target, pixels, base, ibs)
+        maps, d, x1, b1, used = adaptive_steps(run, len(ids), None, max_steps, tol,
+                                               pixels.device)
+        res = _image_results(pixels, maps, ids, "ig", target,
+                             {"method": "ig", "baseline": _baseline_name(baseline),
+                              "blur_sigma": blur_sigma, "encoder": getattr(encoder, "key", "")},
+                             delta=d, fx=x1, fb=b1)
+        return finish_steps(res, used, d, x1, b1, tol, True, "ig")
     attr, _ = _ig_image(encoder, target, pixels, base, n_steps=n_steps, ibs=ibs, smooth=None)
     rows = torch.arange(pixels.shape[0], device=pixels.device)
     delta, fx, fb = _completeness(_image_forward(encoder, target), pixels, base, rows,
@@ -527,7 +553,7 @@ def smooth_integrated_gradients(
     *,
     item_ids: Sequence[str] | None = None,
     baseline: str | torch.Tensor = "black",
-    n_steps: int = 32,
+    n_steps: int = DEFAULT_N_STEPS,
     internal_batch_size: int = 32,
     n_samples: int = 8,
     stdev: float = 0.15,
@@ -636,7 +662,7 @@ def layer_integrated_gradients(
     *,
     item_ids: Sequence[str] | None = None,
     baseline: str | torch.Tensor = "black",
-    n_steps: int | None = 32,
+    n_steps: int | None = DEFAULT_N_STEPS,
     max_steps: int = MAX_STEPS,
     tol: float = STEP_TOL,
     internal_batch_size: int = 32,

@@ -351,7 +351,8 @@ def _verdict_lines(atts: Sequence[Attribution], titles: Sequence[str]) -> list[s
     lines = []
     for a, t in zip(atts, titles, strict=True):
         v = _verdict_of(a)
-        lines.append(f"{t}: {v.label()}" + (f" — {v.detail}" if v.detail else "") + ".")
+        lines.append(f"{t.split(' · ')[0]}: {v.label()}"
+                     + (f" — {v.detail}" if v.detail else "") + ".")
     if len(atts) == 2:
         r = pair_ratio(atts[0], atts[1])
         lines.append("Magnitude Σ|with| / Σ|without| = " + ("undefined (without-adapter map "

@@ -72,19 +72,21 @@ def test_region_ig_is_the_region_sum_of_pixel_ig(region_encoder, square_mask):
     assert abs(out.values.sum() - float(pixel_ig.sum())) < 1e-4
 
 
-@pytest.mark.parametrize("method", [*VARIANTS, "layer_ig"])
+@pytest.mark.parametrize("method", [*VARIANTS, "layer_ig", "ig"])
 def test_variants_are_complete_on_a_nonlinear_cnn(method):
     enc = tiny_image_encoder(dim=8)
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # converging within the cap: no warning
+        # expected gradients is a Monte-Carlo estimate (error ~ 1/√samples): a looser tol
+        tol = 0.1 if method == "ig_expected" else 0.05
         out = attribute(method, enc, RandomDirectionTarget(8, seed=0, n_directions=2), x,
-                        n_steps=None, tol=0.05, max_steps=512)
+                        n_steps=None, tol=tol, max_steps=512)
     for a in out:
         span = a.params["target_value"] - a.params["baseline_value"]
-        assert abs(a.values.sum() - span) <= 0.05 * abs(span) + 1e-4 or method in (
+        assert abs(a.values.sum() - span) <= tol * abs(span) + 1e-4 or method in (
             "ig_similarity", "layer_ig")  # the layer map is the layer attribution (checked via delta)
-        assert a.params["relative_delta"] <= 0.05 and a.params["converged"]
+        assert a.params["relative_delta"] <= tol and a.params["converged"]
         assert a.params["n_steps"] >= DEFAULT_N_STEPS and a.params["adaptive_steps"]
         assert relative_delta(a.delta, a.params["target_value"],
                               a.params["baseline_value"]) == pytest.approx(

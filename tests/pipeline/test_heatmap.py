@@ -249,3 +249,26 @@ def test_ground_truth_is_the_relevance_map_when_the_data_has_it(tmp_path):
     assert t.relevance["source"] == "ground_truth"
     assert t.relevance["map"].shape == t.attributions["with"].values.shape
     assert t.relevance["map"].any()
+
+
+def test_all_zero_map_gets_a_reason_instead_of_scores(toy_ws, tmp_path, monkeypatch):
+    import dataclasses
+
+    import befa_viz.attribution as attribution
+
+    real = attribution.explain
+
+    def zero_maps(*args, **kwargs):
+        return [dataclasses.replace(a, values=np.zeros_like(a.values))
+                for a in real(*args, **kwargs)]
+
+    monkeypatch.setattr(attribution, "explain", zero_maps)
+    e = pipeline.explain_item("i3", workspace=toy_ws, n_steps=4, use_cache=False,
+                              cache=tmp_path / "c")
+    for v in e.variants:
+        s = e.scores[v]
+        assert s["unscored"] == "all-zero map"
+        assert all(s[k] is None for k in ("drift", "omission", "deletion_auc", "insertion_auc"))
+        assert "not scored: all-zero map" in s["verdict"]
+        assert e.attributions[v].params["verdict"]["unscored"] == "all-zero map"
+    assert e.csv_row()["unscored_with"] == "all-zero map"
