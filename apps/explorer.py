@@ -101,6 +101,17 @@ def open_runs(root: str, run: str) -> dict[str, Any]:
     return pipeline.open_run_pair(root, run)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _default_recipe(root: str, run: str, modality: str, stamp: float) -> Any:
+    return pipeline.default_recipe(root, run, modality)
+
+
+def default_recipe(root: str, run: str, modality: str) -> Any:
+    """The evidence-chosen recipe; recomputed when a benchmark rewrites the workspace's file."""
+    path = pipeline.workspace_defaults_path(root)
+    return _default_recipe(root, run, modality, path.stat().st_mtime if path.exists() else 0.0)
+
+
 @st.cache_data(show_spinner=False, max_entries=512)
 def explain(root: str, run: str, item_id: str, modality: str, method: str, target: str,
             n_steps: int, user: str | None, compare: bool, sanity: bool) -> Any:
@@ -197,9 +208,18 @@ def sidebar() -> dict[str, Any] | None:
         st.session_state["modality"] = modalities[0]
     modality = sb.radio("Modality", modalities, key="modality", horizontal=True)
     methods = pipeline.method_names(modality)
+    recipe = None
+    if pair is not None and modality in pair.modalities:
+        # the evidence-chosen default of the run's encoder (what `befa-viz heatmap` uses)
+        recipe = default_recipe(str(ws.root), pair.main, modality)
     if st.session_state.get("method") not in methods:
-        st.session_state["method"] = "ig" if "ig" in methods else methods[0]
+        chosen = recipe.method if recipe is not None else "ig"
+        st.session_state["method"] = chosen if chosen in methods else methods[0]
     method = sb.selectbox("Method", methods, key="method")
+    if recipe is not None:
+        sb.caption(f"Default for this encoder: **{recipe.method}** — "
+                   + ("passes its controls" if recipe.passes else "did not pass its controls")
+                   + f" on the benchmark ({recipe.source}).")
     user = st.session_state.get("user")
     targets = pipeline.target_names(with_user=user is not None)
     if st.session_state.get("target") not in targets:

@@ -1485,6 +1485,46 @@ def _dataset_mean_pixel(ds: Any, encoder: Any) -> list[float]:
     return list(_MEAN_PIXELS.put(key, tuple(round(float(v), 6) for v in mean)))
 
 
+def default_recipe(workspace: Workspace | str | os.PathLike[str] | None = None,
+                   run: Any = None, modality: str = "image", dataset: str | None = None
+                   ) -> Any:  # -> MethodDefault
+    """The evidence-chosen attribution recipe for a run's encoder, as ``heatmap`` uses it.
+
+    Frontends (explorer, notebooks) call this so their default method is the one the
+    benchmark chose (:func:`befa_viz.attribution.defaults.default_method`: the workspace's
+    own benchmark first, then the package defaults); text keeps ``ig``.
+
+    Args:
+        workspace: Workspace (or its folder).
+        run: Run (or name/folder); default the newest explainable run of ``dataset``.
+        modality: ``"image"`` or ``"text"``.
+        dataset: Dataset of the default run.
+
+    Returns:
+        The :class:`~befa_viz.attribution.defaults.MethodDefault` (method, target, baseline,
+        steps, whether it passed its controls, and its evidence).
+    """
+    from befa_viz.attribution.defaults import MethodDefault, default_method
+
+    ws = _attr_ws(workspace)
+    if modality != "image":
+        return MethodDefault(method="ig", target=DEFAULT_TARGET, baseline=None,
+                             source="text: ig (the benchmark ranks image methods only)")
+    r = resolve_attribution_run(ws, run, modality, dataset)
+    key = str(getattr(r.features[modality], "encoder_key", "") or "") or None
+    return default_method(key, workspace=ws)
+
+
+def workspace_defaults_path(workspace: Workspace | str | os.PathLike[str]) -> Path:
+    """Where ``befa-viz benchmark`` records a workspace's evidence-chosen defaults."""
+    from befa_viz.attribution.defaults import workspace_defaults_path as path
+
+    return path(workspace)
+
+
+__all__ += ["default_recipe", "workspace_defaults_path"]
+
+
 def _default_recipe(ws: Workspace, run: Any, modality: str, target: str | None,
                     baseline: str | None, n_steps: int | None, user: str | None
                     ) -> tuple[str, str | None, str | None, int | None, Any]:

@@ -327,3 +327,24 @@ def test_clicking_a_point_in_the_item_space_opens_the_item(shop_ws, monkeypatch)
     assert fake_state["item_id"] == "i0003" and fake_state["view"] == "Item"
     module.pick_from_space("space-without")  # no selection there: nothing happens
     assert fake_state["item_id"] == "i0003"
+
+
+def test_method_defaults_to_the_evidence_chosen_one(explorer_ws, monkeypatch):
+    from befa_viz import pipeline
+    from befa_viz.attribution.defaults import MethodDefault, workspace_defaults_path, write_defaults
+
+    at = start(explorer_ws, monkeypatch)
+    assert at.selectbox(key="method").value == "ig"  # the package's '*' entry for a toy encoder
+    rec = pipeline.default_recipe(explorer_ws, None, "image")
+    run = pipeline.resolve_attribution_run(explorer_ws, None, "image")
+    key = run.features["image"].encoder_key
+    write_defaults(workspace_defaults_path(explorer_ws),
+                   {key: MethodDefault(method="gradcam", target=rec.target, baseline=None,
+                                       n_steps=None, passes=True)})
+    try:
+        at = start(explorer_ws, monkeypatch)
+        assert at.selectbox(key="method").value == "gradcam"
+        assert any("Default for this encoder: **gradcam** — passes its controls" in c
+                   for c in texts(at.caption))
+    finally:
+        workspace_defaults_path(explorer_ws).unlink()
