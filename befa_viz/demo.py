@@ -170,6 +170,11 @@ class DemoResult:
                          f"{g.get('q05', float('nan')):.3f}–{g.get('q95', float('nan')):.3f}")
         for method, per in self.scores.items():
             parts = [f"{v} drift {s['drift']:.2f} / omission {s['omission']:.2f}"
+                     + ("" if s.get("n_scored", s["n_items"]) == s["n_items"]
+                        else f" ({s['n_scored']} of {s['n_items']} maps scored)")
+                     if s.get("n_scored", 1) else
+                     f"{v}: no map scored (all-zero maps or a target that barely moves; the "
+                     "report gives each map's reason)"
                      for v, s in per.items()]
             lines.append(f"  {method} (content score, {self._n_sample(method)} items): "
                          + "; ".join(parts))
@@ -459,9 +464,12 @@ def _sample_scores(explanations: Mapping[str, list[Any]]) -> dict[str, dict[str,
         per: dict[str, Any] = {}
         for v in exps[0].variants:
             vals = {k: [e.scores[v].get(k) for e in exps] for k in keys}
-            per[v] = {k: float(np.nanmean([np.nan if x is None else x for x in xs]))
-                      for k, xs in vals.items()}
+            # unscored maps (all-zero, or a target that barely moves) carry None: left out
+            got = {k: [float(x) for x in xs if x is not None and np.isfinite(x)]
+                   for k, xs in vals.items()}
+            per[v] = {k: float(np.mean(xs)) if xs else float("nan") for k, xs in got.items()}
             per[v]["n_items"] = len(exps)
+            per[v]["n_scored"] = len(got["drift"])
         out[method] = per
     return out
 

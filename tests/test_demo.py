@@ -111,3 +111,23 @@ def test_a_different_shop_of_the_same_name_is_not_overwritten(tmp_path):
     with pytest.raises(DataError, match="--workspace"):
         run_demo(tmp_path, size="small", progress=False)
     assert pipeline.Workspace(tmp_path).run_dirs() == []
+
+
+def test_sample_scores_leave_unscored_maps_out():
+    import math
+    import warnings
+    from types import SimpleNamespace
+
+    from befa_viz.demo import _sample_scores
+
+    def exp(with_drift):
+        return SimpleNamespace(variants=("without", "with"), scores={
+            "without": {"drift": 0.2, "omission": 0.4},
+            "with": {"drift": with_drift, "omission": with_drift}})
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Mean of empty slice"
+        out = _sample_scores({"ig": [exp(None), exp(None)], "gradcam": [exp(0.5), exp(None)]})
+    assert out["ig"]["without"]["drift"] == 0.2 and out["ig"]["without"]["n_scored"] == 2
+    assert math.isnan(out["ig"]["with"]["drift"]) and out["ig"]["with"]["n_scored"] == 0
+    assert out["gradcam"]["with"]["drift"] == 0.5 and out["gradcam"]["with"]["n_scored"] == 1
