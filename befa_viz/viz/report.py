@@ -91,6 +91,13 @@ def _section_heading(sheet: L.Sheet, top: float, text: str, width: float) -> flo
     return 0.3
 
 
+def _blank(v: Any) -> bool:
+    """No value to show: None, an empty string or NaN (e.g. attributes of an image-only item)."""
+    if v is None or (isinstance(v, str) and not v.strip()):
+        return True
+    return isinstance(v, float) and v != v
+
+
 def item_report_figure(
     item: Mapping[str, Any],
     image_pairs: PairLike | Sequence[PairLike] | None = None,
@@ -101,7 +108,7 @@ def item_report_figure(
     shared_scale: bool = True,
     percentile: float = 99,
     text_percentile: float = 100,
-    normalise: Normalise = "mean",
+    normalise: Normalise = "none",
     alpha: float = 0.8,
     cmap: str | Colormap = "inferno",
     base: str = "grey",
@@ -129,7 +136,8 @@ def item_report_figure(
         shared_scale: One colour scale per pair (``False``: one per map).
         percentile: Image colour-scale percentile (see :func:`~befa_viz.viz.overlay`).
         text_percentile: Text colour-scale percentile (see :func:`~befa_viz.viz.token_html`).
-        normalise: ``"mean"`` or ``"none"`` (see :func:`~befa_viz.viz.magnitude_map`).
+        normalise: ``"none"`` (absolute: a weak map of a pair looks weak) or ``"mean"`` (each
+            map divided by its mean, labelled; see :func:`~befa_viz.viz.magnitude_map`).
         alpha: Heat opacity at ``vmax``.
         cmap: Heat colour map.
         base: ``"grey"`` or ``"colour"`` base image.
@@ -165,7 +173,7 @@ def item_report_figure(
     head = f"Item {item_id}" + (f" — {item['title']}" if item.get("title") else "")
     head_lines = L.wrap(head, inner, L.TITLE)
     meta = [f"{k}: {L.shorten(v, 80)}" for k, v in item.items()
-            if k not in _META_SKIP and v is not None and np.ndim(v) == 0]
+            if k not in _META_SKIP and np.ndim(v) == 0 and not _blank(v)]
     meta_lines = L.caption_lines([" · ".join(meta)], inner, L.BODY) if meta else []
     plain_text = item.get("text") if not txt_rows else None
     text_lines = L.wrap(str(plain_text), inner, L.BODY)[:5] if plain_text else []

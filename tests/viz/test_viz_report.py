@@ -236,3 +236,10 @@ def test_report_tables_show_every_column_in_a_1280px_chromium(tmp_path):
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_item_report_leaves_blank_metadata_out():
+    from befa_viz.viz import report
+
+    assert report._blank(None) and report._blank("  ") and report._blank(float("nan"))
+    assert not report._blank(0) and not report._blank("red") and not report._blank(0.5)
