@@ -228,11 +228,12 @@ class _Stages:
         self._name: str | None = None
         self._t0 = 0.0
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, label: str | None = None) -> None:
+        """Start stage ``name`` (the key of its timing); ``label`` is what is shown."""
         self._name, self._t0 = name, time.perf_counter()
-        log.info("demo: %s", name)
+        log.info("demo: %s", label or name)
         if self.bar is not None:
-            self.bar.set_description_str(f"demo [{name}]")
+            self.bar.set_description_str(f"demo [{label or name}]")
 
     def done(self) -> None:
         assert self._name is not None
@@ -356,7 +357,7 @@ def _run(ws: Workspace, size: str, cfg: DemoSize, stages: _Stages, progress: boo
     from befa_viz.benchmark import run_benchmark, sample_items
 
     reused: dict[str, bool] = {}
-    stages.start("shop")
+    stages.start("shop", None if cfg.source == "synth" else f"data ({cfg.dataset})")
     if cfg.source == "synth":
         existed = (ws.dataset_dir(cfg.dataset) / "dataset.json").is_file()
         try:
