@@ -21,7 +21,7 @@ from befa_viz.errors import ConfigError, DataError
 from befa_viz.registry import closest
 from befa_viz.viz import _layout as L
 from befa_viz.viz._scale import Normalise, Scale, _check, _is_attribution, _record
-from befa_viz.viz.heatmap import _MARGIN, _describe, _Row, _show, _Style
+from befa_viz.viz.heatmap import _MARGIN, _describe, _Row, _short_status, _show, _Style, _verdict_of
 from befa_viz.viz.text import _BAR_H, _Block, _scales, _token_bar, _Tokens
 
 if TYPE_CHECKING:
@@ -75,14 +75,17 @@ def _sanity_rows(sanity: Any) -> Any:
                              "passes": passes.get(c)} for c in median}
 
 
-def _titles(row: list[Attribution], titles: tuple[str, str]) -> list[str]:
-    """Pair titles for a pair; for a single map, the variant its params record, if any."""
+def _titles(row: list[Attribution], titles: tuple[str, str], verdict: bool = False) -> list[str]:
+    """Pair titles for a pair; for a single map, the variant its params record, if any.
+    With ``verdict``, a second line gives the map's verdict (passes / FAILS its controls)."""
     if len(row) == 2:
-        return list(titles)
-    adapter = row[0].params.get("adapter")
-    if adapter is None:
-        return [row[0].method]
-    return [titles[1] if adapter else titles[0]]
+        names = list(titles)
+    else:
+        adapter = row[0].params.get("adapter")
+        names = [row[0].method if adapter is None else titles[1] if adapter else titles[0]]
+    if not verdict:
+        return names
+    return [f"{t}\n{_short_status(_verdict_of(a))}" for t, a in zip(names, row, strict=True)]
 
 
 def _section_heading(sheet: L.Sheet, top: float, text: str, width: float) -> float:
@@ -182,7 +185,7 @@ def item_report_figure(
                 + (len(meta_lines) + len(text_lines)) * L.line_height(L.BODY) + 0.15)
     rows = []
     for r in img_rows:
-        row = _Row(r, _titles(r, titles), st, shared=shared_scale,
+        row = _Row(r, _titles(r, titles, verdict=True), st, shared=shared_scale,
                    vmax=None, show_image=True, difference=difference and len(r) == 2,
                    panel_width=2.6, max_height=3.0)
         if row.width > inner:

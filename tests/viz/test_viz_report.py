@@ -238,8 +238,15 @@ def test_report_tables_show_every_column_in_a_1280px_chromium(tmp_path):
             browser.close()
 
 
-def test_item_report_leaves_blank_metadata_out():
+def test_item_report_leaves_blank_metadata_out_and_titles_carry_the_verdict():
     from befa_viz.viz import report
 
     assert report._blank(None) and report._blank("  ") and report._blank(float("nan"))
     assert not report._blank(0) and not report._blank("red") and not report._blank(0.5)
+    fig = item_report_figure({"id": "i0", "colour": "", "kind": "coat", "price": float("nan")},
+                             (synth(0, "without"), synth(0, "with")))
+    texts = [t.get_text() for t in fig.texts] + [a.get_title() for a in fig.axes]
+    meta = next(t for t in texts if "kind: coat" in t)  # the metadata line
+    assert "colour" not in meta and "price" not in meta
+    # no benchmark and no sanity run for these maps: each title says its controls are unchecked
+    assert sum("unchecked" in t for t in texts) == 2
