@@ -34,10 +34,11 @@ import json
 import os
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
+
+# the tune-then-seeds runner is MovieLens's (this folder is on sys.path when run as a script)
+from movielens_quality import _grid_points, _ms, _overrides, _run_jobs
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -57,59 +58,6 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "bm3": {"lr": [1e-3, 5e-3], "model_params.cl_weight": [2.0, 0.1]},
     "mgcn": {"lr": [1e-3, 5e-3]},
 }
-
-
-def _train(job: dict[str, Any]) -> dict[str, Any]:
-    """Train (or reuse) one run in a worker process; return its summary row."""
-    import torch
-
-    torch.set_num_threads(1)
-    from befa_viz.pipeline import train_model
-
-    t0 = time.perf_counter()
-    run = train_model(job["workspace"], model=job["model"], adapter=job["adapter"],
-                      dataset=job["dataset"], epochs=job["epochs"], seed=job["seed"],
-                      overrides=job["overrides"], resume=True)
-    gate = run.gate
-    return {**{k: job[k] for k in ("stage", "model", "adapter", "seed", "point")},
-            "Recall@20": run.test_metrics["Recall@20"], "NDCG@20": run.test_metrics["NDCG@20"],
-            "valid Recall@20": run.valid_metrics["Recall@20"],
-            "best_epoch": run.metrics.get("best_epoch"),
-            "epochs_run": run.metrics.get("epochs_run"),
-            "seconds": time.perf_counter() - t0, "gate": gate,
-            "gate_mean": statistics.mean(g["mean"] for g in gate.values()) if gate else None,
-            "run": run.name}
-
-
-def _grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    from befa_viz.train.sweep import expand_grid
-
-    return expand_grid(grid) if grid else [{}]
-
-
-def _overrides(point: dict[str, Any], base: list[str]) -> list[str]:
-    return [*base, *(f"{k}={v}" for k, v in point.items())]
-
-
-def _report(r: dict[str, Any]) -> dict[str, Any]:
-    point = " ".join(f"{k.split('.')[-1]}={v}" for k, v in r["point"].items()) or "defaults"
-    print(f"[{r['stage']}] {r['model']:9} {r['adapter']:5} seed {r['seed']} {point:32} "
-          f"valid R@20 {r['valid Recall@20']:.4f} test R@20 {r['Recall@20']:.4f} "
-          f"(best epoch {r['best_epoch']}/{r['epochs_run']}, {r['seconds']:.0f} s)", flush=True)
-    return r
-
-
-def _run_jobs(jobs: list[dict[str, Any]], n_jobs: int) -> list[dict[str, Any]]:
-    if n_jobs <= 1:
-        return [_report(r) for r in map(_train, jobs)]
-    with ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn")) as pool:
-        return [_report(r) for r in pool.map(_train, jobs)]
-
-
-def _ms(values: list[float], digits: int = 4) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def _gate_text(gates: list[dict[str, dict[str, float]]]) -> str:

@@ -70,8 +70,8 @@ def _train(job: dict[str, Any]) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     run = train_model(job["workspace"], model=job["model"], adapter=job["adapter"],
-                      dataset="movielens", epochs=job["epochs"], seed=job["seed"],
-                      overrides=job["overrides"], resume=True)
+                      dataset=job.get("dataset", "movielens"), epochs=job["epochs"],
+                      seed=job["seed"], overrides=job["overrides"], resume=True)
     gate = [g["mean"] for g in run.gate.values()]
     return {**{k: job[k] for k in ("stage", "model", "adapter", "seed", "point")},
             "Recall@20": run.test_metrics["Recall@20"], "NDCG@20": run.test_metrics["NDCG@20"],
@@ -79,7 +79,8 @@ def _train(job: dict[str, Any]) -> dict[str, Any]:
             "best_epoch": run.metrics.get("best_epoch"),
             "epochs_run": run.metrics.get("epochs_run"),
             "seconds": time.perf_counter() - t0,
-            "gate_mean": sum(gate) / len(gate) if gate else None, "run": run.name}
+            "gate_mean": sum(gate) / len(gate) if gate else None, "gate": run.gate,
+            "run": run.name}
 
 
 def _grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -107,10 +108,10 @@ def _report(r: dict[str, Any]) -> dict[str, Any]:
     return r
 
 
-def _ms(values: list[float]) -> str:
+def _ms(values: list[float], digits: int = 4) -> str:
     if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def main() -> None:
