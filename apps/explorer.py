@@ -5,8 +5,8 @@ Run with::
     streamlit run apps/explorer.py -- --workspace befa-workspace
 
 The workspace is the ``--workspace`` argument, else ``$BEFA_VIZ_WORKSPACE``, else
-``./befa-workspace``. This file holds widgets, ``pipeline``/``viz`` calls and layout only;
-everything else lives in :mod:`befa_viz.pipeline` (see :mod:`befa_viz.explore`).
+``./befa-workspace``. This file holds widgets, ``pipeline``/``explore``/``viz`` calls and layout
+only; everything else lives in :mod:`befa_viz.pipeline` and :mod:`befa_viz.explore`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from befa_viz import BefaVizError, pipeline, viz
+from befa_viz import BefaVizError, explore, pipeline, viz
 from befa_viz.pipeline import Workspace
 from befa_viz.workspace import WORKSPACE_ENV
 
@@ -59,7 +59,7 @@ def open_item(item_id: str, *, user: str | None = None) -> None:
         st.session_state["target"] = "user_score"
         st.session_state["_user_score_item"] = item_id
     elif st.session_state.get("target") == "user_score":
-        st.session_state["target"] = pipeline.target_names()[0]
+        st.session_state["target"] = explore.target_names()[0]
 
 
 def target_changed() -> None:
@@ -73,7 +73,7 @@ def drop_stale_user_score() -> None:
     picker, link), the target goes back to the default instead of sticking."""
     if (st.session_state.get("target") == "user_score"
             and st.session_state.get("item_id") != st.session_state.get("_user_score_item")):
-        st.session_state["target"] = pipeline.target_names()[0]
+        st.session_state["target"] = explore.target_names()[0]
 
 
 def show_error(e: BefaVizError) -> None:
@@ -93,12 +93,12 @@ def load_dataset(root: str, name: str) -> Any:
 
 @st.cache_data(show_spinner=False, ttl=30)
 def run_pairs(root: str, dataset: str) -> list[Any]:
-    return pipeline.run_pairs(root, dataset)
+    return explore.run_pairs(root, dataset)
 
 
 @st.cache_resource(show_spinner=False, ttl=600)
 def open_runs(root: str, run: str) -> dict[str, Any]:
-    return pipeline.open_run_pair(root, run)
+    return explore.open_run_pair(root, run)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -122,32 +122,32 @@ def explain(root: str, run: str, item_id: str, modality: str, method: str, targe
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def heatmap_png(_explanation: Any, key: tuple[Any, ...], difference: bool = False) -> bytes:
-    return pipeline.explanation_png(_explanation, dpi=90, difference=difference)
+    return explore.explanation_png(_explanation, dpi=90, difference=difference)
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)
 def thumbnails(root: str, dataset: str, item_ids: tuple[str, ...]) -> list[str | None]:
-    return pipeline.item_thumbnails(load_dataset(root, dataset), list(item_ids), size=48)
+    return explore.item_thumbnails(load_dataset(root, dataset), list(item_ids), size=48)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def item_space(root: str, run: str, modality: str) -> Any:
-    return pipeline.item_space(open_runs(root, run), modality=modality, workspace=root)
+    return explore.item_space(open_runs(root, run), modality=modality, workspace=root)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def neighbours(root: str, run: str, item_id: str, modality: str, k: int) -> dict[str, Any]:
-    return pipeline.nearest_items(open_runs(root, run), item_id, modality=modality, k=k)
+    return explore.nearest_items(open_runs(root, run), item_id, modality=modality, k=k)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def recommendations(root: str, run: str, user: str, k: int) -> dict[str, Any]:
-    return pipeline.recommend(open_runs(root, run), user, k=k)
+    return explore.recommend(open_runs(root, run), user, k=k)
 
 
 @st.cache_data(show_spinner=False, ttl=30)
 def adapter_metrics(root: str, dataset: str) -> Any:
-    return pipeline.adapter_metrics(root, dataset)
+    return explore.adapter_metrics(root, dataset)
 
 
 # ---- sidebar ---------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def sidebar() -> dict[str, Any] | None:
     if st.session_state.get("modality") not in modalities:
         st.session_state["modality"] = modalities[0]
     modality = sb.radio("Modality", modalities, key="modality", horizontal=True)
-    methods = pipeline.method_names(modality)
+    methods = explore.method_names(modality)
     recipe = None
     if pair is not None and modality in pair.modalities:
         # the evidence-chosen default of the run's encoder (what `befa-viz heatmap` uses)
@@ -221,7 +221,7 @@ def sidebar() -> dict[str, Any] | None:
                    + ("passes its controls" if recipe.passes else "did not pass its controls")
                    + f" on the benchmark ({recipe.source}).")
     user = st.session_state.get("user")
-    targets = pipeline.target_names(with_user=user is not None)
+    targets = explore.target_names(with_user=user is not None)
     if st.session_state.get("target") not in targets:
         st.session_state["target"] = targets[0]
     target = sb.selectbox("Target", targets, key="target", on_change=target_changed,
@@ -230,7 +230,7 @@ def sidebar() -> dict[str, Any] | None:
                                f"the score for user {user or '(pick one in the User view)'}.")
     if "n_steps" not in st.session_state:
         st.session_state["n_steps"] = 16
-    takes_steps = pipeline.steps_apply(method)
+    takes_steps = explore.steps_apply(method)
     n_steps = sb.number_input("Steps", min_value=1, max_value=256, step=8, key="n_steps",
                               disabled=not takes_steps,
                               help="Integration steps of path methods (IG)." if takes_steps
@@ -254,7 +254,7 @@ def pick_item(ctx: dict[str, Any]) -> str | None:
     ds = ctx["ds"]
     query = st.text_input("Search items by original id or title", key="search",
                           placeholder="e.g. an item id, or words of its title")
-    matches = pipeline.search_items(ds, query, limit=50)
+    matches = explore.search_items(ds, query, limit=50)
     if query != st.session_state.get("_last_query"):
         st.session_state["_last_query"] = query
         if query and len(matches):
@@ -275,7 +275,7 @@ def pick_item(ctx: dict[str, Any]) -> str | None:
         return None
     if current is not None and current not in titles:
         try:
-            titles[current] = pipeline.item_details(ds, current)["title"]
+            titles[current] = explore.item_details(ds, current)["title"]
         except BefaVizError as e:
             show_error(e)
             return None
@@ -290,7 +290,7 @@ def item_header(ctx: dict[str, Any], item: dict[str, Any]) -> None:
     st.header(f"{item['item_id']} — {item['title']}")
     left, right = st.columns([1, 2])
     try:
-        masks = pipeline.item_masks(ctx["ds"], item["item_id"])
+        masks = explore.item_masks(ctx["ds"], item["item_id"])
     except BefaVizError as e:
         show_error(e)
         masks = {}
@@ -302,11 +302,11 @@ def item_header(ctx: dict[str, Any], item: dict[str, Any]) -> None:
                      "decoy) on the image.")
             if show:
                 with Image.open(item["image_path"]) as im:
-                    st.image(pipeline.mask_overlay(im, masks), width=220,
+                    st.image(explore.mask_overlay(im, masks), width=220,
                              caption="item image with ground-truth masks")
                 st.html(" ".join(
                     f'<span style="display:inline-block;width:0.8em;height:0.8em;'
-                    f'background:rgb{pipeline.mask_colour(n, k)};margin-right:0.2em"></span>'
+                    f'background:rgb{explore.mask_colour(n, k)};margin-right:0.2em"></span>'
                     f'{html.escape(n)}' for k, n in enumerate(masks)))
             else:
                 st.image(item["image_path"], caption="item image", width=220)
@@ -317,7 +317,7 @@ def item_header(ctx: dict[str, Any], item: dict[str, Any]) -> None:
     with right:
         if item["text"]:
             st.markdown(f"> {item['text']}")
-        attrs = pipeline.item_attributes(ctx["ds"], item["item_id"])
+        attrs = explore.item_attributes(ctx["ds"], item["item_id"])
         st.markdown("**Attributes**")
         st.table(pd.DataFrame({"value": [str(v) for v in attrs.values()]}, index=list(attrs)))
 
@@ -400,9 +400,9 @@ def explanation_panel(ctx: dict[str, Any], item: dict[str, Any]) -> None:
     c1.download_button("Figure (PNG)", png, f"{stem}.png", "image/png")
     # Packed eagerly (a few ms): Streamlit's deferred (callable) downloads can be dropped by
     # a rerun while the page still shows the old button, and then the download never comes.
-    c2.download_button("Arrays (NPZ)", pipeline.explanation_npz(e), f"{stem}.npz",
+    c2.download_button("Arrays (NPZ)", explore.explanation_npz(e), f"{stem}.npz",
                        "application/octet-stream")
-    c3.download_button("Scores (JSON)", pipeline.explanation_json(e), f"{stem}.json",
+    c3.download_button("Scores (JSON)", explore.explanation_json(e), f"{stem}.json",
                        "application/json")
 
 
@@ -431,7 +431,7 @@ def item_view(ctx: dict[str, Any]) -> None:
     if ctx["target"] == "user_score" and item_id != st.session_state.get("_user_score_item"):
         st.rerun()  # another item than the one explained for the user: main() resets it
     try:
-        item = pipeline.item_details(ctx["ds"], item_id)
+        item = explore.item_details(ctx["ds"], item_id)
     except BefaVizError as e:
         show_error(e)
         return
@@ -450,7 +450,7 @@ def user_view(ctx: dict[str, Any]) -> None:
     if "k" not in st.session_state:
         st.session_state["k"] = 10
     k = st.slider("Recommendations", 1, min(50, ds.n_items), key="k")
-    hist = pipeline.user_history(ds, user)
+    hist = explore.user_history(ds, user)
     st.subheader(f"User {user}: {len(hist)} interactions")
     if ctx["has_images"]:
         hist.insert(0, "image", thumbnails(ctx["root"], ctx["dataset"],
@@ -527,11 +527,11 @@ def dataset_view(ctx: dict[str, Any]) -> None:
         if params not in scores:
             return
     table = scores[params]
-    st.pyplot(pipeline.score_histogram_figure(table), width="content")
+    st.pyplot(explore.score_histogram_figure(table), width="content")
     if {"drift_without", "drift_with"} <= set(table.columns):
         st.markdown("**Paired: the same items with vs without the adapter**")
-        st.pyplot(pipeline.paired_scatter_figure(table), width="content")
-        tests = {r["score"]: r for r in (pipeline.paired_test(table, sc)
+        st.pyplot(explore.paired_scatter_figure(table), width="content")
+        tests = {r["score"]: r for r in (explore.paired_test(table, sc)
                                          for sc in ("drift", "omission"))}
         st.dataframe(pd.DataFrame(tests).T[["n", "mean_without", "mean_with", "mean_diff",
                                             "n_lower", "n_higher", "p"]], width="content")
@@ -539,7 +539,7 @@ def dataset_view(ctx: dict[str, Any]) -> None:
                    "without. Points below the diagonal: the score dropped with the adapter. "
                    "Only meaningful where the method passes its sanity controls.")
     st.markdown("**Most drifting items** (click to open)")
-    for row in pipeline.worst_items(table, n=10).itertuples(index=False):
+    for row in explore.worst_items(table, n=10).itertuples(index=False):
         vals = " · ".join(f"{c.replace('_', ' ')} {getattr(row, c):.2f}"
                           for c in row._fields if c.startswith("drift_"))
         st.button(f"{row.item_id} · {row.title} — {vals}", key=f"worst-{row.item_id}",
@@ -589,7 +589,7 @@ def score_progress(ctx: dict[str, Any], params: tuple[Any, ...]) -> None:
         old = st.session_state.get("_score_job")
         if old is not None and not old[1].done:
             old[1].cancel()  # one job per session: the new request replaces the old one
-        job = pipeline.ScoreJob(
+        job = explore.ScoreJob(
             workspace=ctx["root"], run=params[1], modality=ctx["modality"],
             target=ctx["target"], method=ctx["method"], n_steps=ctx["n_steps"],
             limit=int(n_items), batch_size=2)

@@ -805,6 +805,7 @@ def run_benchmark(
     from befa_viz.attribution.cache import AttributionCache
     from befa_viz.cache import Cache, hash_key
     from befa_viz.data.truth import load_ground_truth
+    from befa_viz.pipeline.maps import _dataset_mean_pixel
 
     for m in [*methods, *text_methods]:
         ATTRIBUTIONS.get(m)
@@ -848,7 +849,7 @@ def run_benchmark(
         extra = {"occlusion": {"window": max(1, size // 4), "stride": max(1, size // 8)},
                  **{k: dict(v) for k, v in (method_options or {}).items()}}
         if baseline == "mean":  # the dataset's mean colour, as the pipeline computes it
-            mean_px = pipeline._dataset_mean_pixel(ds, encoder)
+            mean_px = _dataset_mean_pixel(ds, encoder)
             for m in methods:
                 if "mean_pixel" in inspect.signature(ATTRIBUTIONS.get(m)).parameters:
                     extra.setdefault(m, {}).setdefault("mean_pixel", mean_px)

@@ -987,9 +987,8 @@ def benchmark_cmd(
 ) -> None:
     """Score attribution methods against ground-truth masks (shop or garments), with controls."""
     progress = _progress(progress)
-    from befa_viz.benchmark import benchmark_options
+    from befa_viz.benchmark import benchmark_options, run_benchmark
     from befa_viz.config import read_yaml
-    from befa_viz.pipeline import run_benchmark
 
     opts = benchmark_options(read_yaml(config) if config else {}, where=str(config))
     flags = {"dataset": dataset, "n_items": items, "n_items_expensive": items_expensive,
@@ -1029,7 +1028,7 @@ def demo_cmd(
     """The main job: data (synthetic shop or H&M), encode, train with/without BeFA, benchmark,
     report."""
     progress = _progress(progress)
-    from befa_viz.pipeline import run_demo
+    from befa_viz.demo import run_demo
 
     # size is checked by its parser; the Literal type cannot be expressed in typer
     result = run_demo(workspace, size=size, dataset=dataset, data=data,  # type: ignore[arg-type]

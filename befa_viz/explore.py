@@ -2,7 +2,8 @@
 
 The explorer (``apps/explorer.py``) and the notebooks hold widgets and layout only; everything
 that reads runs, scores items, searches the catalog or packs files for download lives here.
-:mod:`befa_viz.pipeline` re-exports the public names.
+It is a frontend helper: it calls the :mod:`befa_viz.pipeline` verbs (which never import it),
+and the explorer and the notebooks import it directly (``from befa_viz import explore``).
 
 The verbs work on two kinds of objects: a workspace dataset (:class:`~befa_viz.data.RecDataset`,
 for catalog and interaction views) and a *run pair*, ``{"without": Run, "with": Run}`` (one
@@ -22,6 +23,14 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from befa_viz.errors import ConfigError, DataError
+from befa_viz.pipeline import (
+    DEFAULT_TARGET,
+    explain_items,
+    find_paired_run,
+    load_run,
+    resolve_attribution_run,
+)
+from befa_viz.pipeline.maps import _item_meta
 from befa_viz.workspace import Workspace
 
 if TYPE_CHECKING:  # pandas is imported where used, so importing the pipeline stays fast
@@ -195,7 +204,6 @@ def run_pairs(
         >>> [(p.model, p.paired, p.modalities) for p in pairs]
         [('vbpr', True, ('image', 'text'))]
     """
-    from befa_viz.pipeline import find_paired_run
     from befa_viz.train import Run
 
     ws = _ws(workspace)
@@ -240,8 +248,6 @@ def open_run_pair(
         >>> sorted(open_run_pair(toy_workspace()))
         ['with', 'without']
     """
-    from befa_viz.pipeline import find_paired_run, load_run
-
     ws = _ws(workspace)
     if isinstance(run, RunPair):
         names = {"without": run.without, "with": run.with_}
@@ -284,7 +290,6 @@ def target_names(with_user: bool = False) -> list[str]:
         ('content_score', True)
     """
     from befa_viz.attribution import TARGETS
-    from befa_viz.pipeline import DEFAULT_TARGET
 
     names = [t for t in TARGETS.names() if t not in _HIDDEN_TARGETS
              and (with_user or t not in _USER_TARGETS)]
@@ -360,8 +365,6 @@ def item_details(dataset: Any, item_id: str | int) -> dict[str, Any]:
         >>> d["title"], d["meta"]["training users"]
         ('red hat', 2)
     """
-    from befa_viz.pipeline import _item_meta
-
     cat = dataset.catalog
     idx = cat.index_of(item_id)
     tr = dataset.interactions.train()
@@ -569,8 +572,6 @@ def explainable_items(dataset: Any, modality: str = "image", target: str | None 
         >>> explainable_items(toy_dataset())[:3]
         ['i0', 'i1', 'i2']
     """
-    from befa_viz.pipeline import DEFAULT_TARGET
-
     if modality not in ("image", "text"):
         raise ConfigError(f"modality must be 'image' or 'text'; got {modality!r}.")
     needs_users = (target or DEFAULT_TARGET) in ("content_score", "adapted_alignment")
@@ -646,8 +647,6 @@ def score_table(
 
     import pandas as pd
 
-    from befa_viz.pipeline import DEFAULT_TARGET, explain_items, resolve_attribution_run
-
     target = target or DEFAULT_TARGET
     if target in _USER_TARGETS:
         raise ConfigError(f"Target {target!r} explains one user's score; dataset-level scores "
@@ -688,8 +687,6 @@ def score_table(
 
 def _has_partner(workspace: Workspace | str | os.PathLike[str] | None, run: Any) -> bool:
     """Whether ``run`` has a partner with the other adapter setting (see ``find_paired_run``)."""
-    from befa_viz.pipeline import find_paired_run
-
     return find_paired_run(workspace, run) is not None
 
 

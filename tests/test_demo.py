@@ -8,7 +8,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from befa_viz import pipeline
+from befa_viz import explore, pipeline
 from befa_viz.demo import DEMO_SIZES, run_demo
 from befa_viz.errors import ConfigError
 
@@ -53,7 +53,7 @@ def test_small_demo_runs_end_to_end_quickly(first):
 def test_explorer_finds_the_demo_maps_in_the_cache(first):
     result, _ = first
     size = DEMO_SIZES["small"]
-    table = pipeline.score_table(workspace=result.workspace, run=result.runs["without"],
+    table = explore.score_table(workspace=result.workspace, run=result.runs["without"],
                                  method="gradcam", limit=size.n_items)
     assert len(table) == size.n_items
     assert table["cached_without"].all() and table["cached_with"].all()

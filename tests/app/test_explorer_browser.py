@@ -199,11 +199,11 @@ def test_clicking_a_point_in_the_item_space_opens_it_in_chromium(shop_ws, tmp_pa
     need_chromium()
     from playwright.sync_api import sync_playwright
 
-    from befa_viz import pipeline
+    from befa_viz import explore
 
     # the map is cached in the workspace: the server reads it instead of running UMAP again
-    space = pipeline.item_space(pipeline.open_run_pair(shop_ws), modality="image",
-                                workspace=shop_ws)
+    space = explore.item_space(explore.open_run_pair(shop_ws), modality="image",
+                               workspace=shop_ws)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "streamlit.log"

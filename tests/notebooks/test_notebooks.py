@@ -47,13 +47,13 @@ def test_notebook_is_committed_without_outputs(name):
     assert all(not c.outputs and c.execution_count is None for c in code)
     assert "parameters" in code[0].metadata.get("tags", [])
     assert "BEFA_VIZ_WORKSPACE" in code[0].source
-    assert "pipeline.find_workspace(WORKSPACE)" in code[1].source
+    assert "explore.find_workspace(WORKSPACE)" in code[1].source
     # prose after the results: how to read them, and what a failed sanity check means
     prose = " ".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "What a failed check means" in prose and "lower is better" in prose
     imports = [line.strip() for c in code for line in c.source.splitlines()
                if "befa_viz" in line and "import" in line]
-    assert imports == ["from befa_viz import pipeline, viz"]  # the public API only
+    assert imports == ["from befa_viz import explore, pipeline, viz"]  # the public API only
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -95,17 +95,17 @@ def test_kernel_is_this_interpreter(tmp_path):
 
 
 def test_find_workspace_from_notebooks_env_and_missing(repo, notebook_ws, tmp_path, monkeypatch):
-    from befa_viz import pipeline
+    from befa_viz import explore
     from befa_viz.errors import DataError
 
     monkeypatch.delenv("BEFA_VIZ_WORKSPACE", raising=False)
-    assert pipeline.find_workspace(start=repo / "notebooks").root == notebook_ws
-    assert pipeline.find_workspace(start=repo).root == notebook_ws
+    assert explore.find_workspace(start=repo / "notebooks").root == notebook_ws
+    assert explore.find_workspace(start=repo).root == notebook_ws
     monkeypatch.setenv("BEFA_VIZ_WORKSPACE", str(tmp_path))
-    assert pipeline.find_workspace(start=repo / "notebooks").root == tmp_path
+    assert explore.find_workspace(start=repo / "notebooks").root == tmp_path
     monkeypatch.setenv("BEFA_VIZ_WORKSPACE", str(tmp_path / "nope"))
     with pytest.raises(DataError, match="BEFA_VIZ_WORKSPACE.*does not exist"):
-        pipeline.find_workspace()
+        explore.find_workspace()
     monkeypatch.delenv("BEFA_VIZ_WORKSPACE")
     other = tmp_path / "proj"
     (other / "notebooks").mkdir(parents=True)
@@ -113,4 +113,4 @@ def test_find_workspace_from_notebooks_env_and_missing(repo, notebook_ws, tmp_pa
     # the search stops at the repository root: a befa-workspace above it is not used
     (tmp_path / "befa-workspace").mkdir()
     with pytest.raises(DataError, match="make demo"):
-        pipeline.find_workspace(start=other / "notebooks")
+        explore.find_workspace(start=other / "notebooks")

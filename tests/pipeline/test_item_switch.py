@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 from befa_viz import pipeline
 from befa_viz.encoders.base import Encoder
 from befa_viz.errors import StaleArtifactError
+from befa_viz.pipeline import memos, scores
 from befa_viz.testing import toy_workspace
 
 pytestmark = pytest.mark.filterwarnings("ignore:ig. completeness error:UserWarning")
@@ -33,13 +34,13 @@ def encoder_forwards():
 def faithfulness_calls(monkeypatch):
     """Variants whose faithfulness curves were computed."""
     calls: list[str] = []
-    real = pipeline._faithfulness
+    real = scores._faithfulness
 
     def counting(job, variant, *args, **kwargs):
         calls.append(variant)
         return real(job, variant, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "_faithfulness", counting)
+    monkeypatch.setattr(scores, "_faithfulness", counting)  # where _variant_scores looks it up
     return calls
 
 
@@ -134,7 +135,7 @@ def test_encoder_memo_rechecks_the_fingerprint(toy_ws, monkeypatch):
 
 
 def test_memo_is_bounded_lru():
-    memo = pipeline._Memo(2)
+    memo = memos._Memo(2)
     memo.put("a", 1)
     memo.put("b", 2)
     assert memo.get("a") == 1  # "b" is now the least recently used

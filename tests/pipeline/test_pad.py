@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from befa_viz import pipeline
+from befa_viz.pipeline import scores
 from befa_viz.testing import toy_dataset
 from befa_viz.workspace import Workspace
 
@@ -52,7 +53,7 @@ def test_padded_item_is_scored_and_drawn_on_the_photo(tmp_path):
     zeroed[:, :5] = 0
     zeroed[:, 26:] = 0
     rel = np.asarray(e.relevance["map"])
-    same = pipeline._scores(type(a)(**{**a.__dict__, "values": zeroed}), rel, False, 0.5)
+    same = scores._scores(type(a)(**{**a.__dict__, "values": zeroed}), rel, False, 0.5)
     assert same["drift"] == pytest.approx(e.scores["with"]["drift"])
     assert same["omission"] == pytest.approx(e.scores["with"]["omission"])
 
