@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from befa_viz import pipeline
     from befa_viz.attribution import attribute, create_target
+    from befa_viz.attribution.randomisation import model_randomisation
     from befa_viz.benchmark import sample_items
-    from befa_viz.metrics.standard import model_randomisation
     from befa_viz.workspace import Workspace
 
     ws = Workspace(a.workspace)

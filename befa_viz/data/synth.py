@@ -59,7 +59,7 @@ import pandas as pd
 
 from befa_viz.cache import atomic_dir
 from befa_viz.data.synth_text import compose_text, word_tokens
-from befa_viz.data.truth import GroundTruth
+from befa_viz.data.truth import GroundTruth, load_shop_truth
 from befa_viz.data.types import Catalog, Interactions, RecDataset
 from befa_viz.errors import ConfigError, DataError
 from befa_viz.registry import closest
@@ -955,7 +955,8 @@ def generate_shop(out_dir: str | os.PathLike[str], *, progress: bool = False,
 
 
 def load_ground_truth(dataset_dir: str | os.PathLike[str]) -> GroundTruth:
-    """Read the ground truth written by :func:`generate_shop`.
+    """Read the ground truth written by :func:`generate_shop`
+    (:func:`befa_viz.data.truth.load_shop_truth`).
 
     Raises:
         DataError: If ``dataset_dir`` has no synthetic-shop ground truth.
@@ -967,23 +968,4 @@ def load_ground_truth(dataset_dir: str | os.PathLike[str]) -> GroundTruth:
         >>> load_ground_truth(d).masks["product"].shape
         (6, 32, 32)
     """
-    folder = Path(dataset_dir)
-    gen = folder / "generator.json"
-    if not gen.is_file():
-        raise DataError(
-            f"{folder} has no generator.json: it is not a synthetic shop made by "
-            "'befa-viz data synth' (only those have planted ground truth)."
-        )
-    meta = json.loads(gen.read_text())
-    gt = folder / "ground_truth"
-    try:
-        with np.load(gt / "masks.npz", allow_pickle=False) as z:
-            masks = {name: z[name] for name in meta["masks"]["names"]}
-        tokens = json.loads((gt / "tokens.json").read_text())["items"]
-        attributes = pd.read_csv(gt / "attributes.csv", dtype={"item_id": str})
-        tastes = np.load(gt / "tastes.npy", allow_pickle=False)
-    except FileNotFoundError as e:
-        raise DataError(f"Ground truth of {folder} is incomplete: {e.filename} is missing; "
-                        "regenerate it with 'befa-viz data synth'.") from None
-    return GroundTruth(masks, tokens, attributes, tastes, list(meta["taste_columns"]),
-                       dict(meta["knobs"]))
+    return load_shop_truth(dataset_dir)

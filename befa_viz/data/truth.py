@@ -40,6 +40,7 @@ __all__ = [
     "attribute_word_labels",
     "has_ground_truth",
     "load_ground_truth",
+    "load_shop_truth",
     "make_garment_truth",
 ]
 
@@ -110,6 +111,42 @@ def has_ground_truth(dataset_dir: str | os.PathLike[str]) -> bool:
         (folder / "ground_truth" / "truth.json").is_file()
 
 
+def load_shop_truth(dataset_dir: str | os.PathLike[str]) -> GroundTruth:
+    """Read the planted ground truth written by :func:`befa_viz.data.synth.generate_shop`.
+
+    Raises:
+        DataError: If ``dataset_dir`` has no synthetic-shop ground truth.
+
+    Example:
+        >>> import tempfile
+        >>> from befa_viz.data.synth import generate_shop
+        >>> d = tempfile.mkdtemp() + "/s"
+        >>> _ = generate_shop(d, n_items=6, n_users=3, image_size=32, interactions_per_user=(3, 4))
+        >>> load_shop_truth(d).masks["product"].shape
+        (6, 32, 32)
+    """
+    folder = Path(dataset_dir)
+    gen = folder / "generator.json"
+    if not gen.is_file():
+        raise DataError(
+            f"{folder} has no generator.json: it is not a synthetic shop made by "
+            "'befa-viz data synth' (only those have planted ground truth)."
+        )
+    meta = json.loads(gen.read_text())
+    gt = folder / "ground_truth"
+    try:
+        with np.load(gt / "masks.npz", allow_pickle=False) as z:
+            masks = {name: z[name] for name in meta["masks"]["names"]}
+        tokens = json.loads((gt / "tokens.json").read_text())["items"]
+        attributes = pd.read_csv(gt / "attributes.csv", dtype={"item_id": str})
+        tastes = np.load(gt / "tastes.npy", allow_pickle=False)
+    except FileNotFoundError as e:
+        raise DataError(f"Ground truth of {folder} is incomplete: {e.filename} is missing; "
+                        "regenerate it with 'befa-viz data synth'.") from None
+    return GroundTruth(masks, tokens, attributes, tastes, list(meta["taste_columns"]),
+                       dict(meta["knobs"]))
+
+
 def load_ground_truth(dataset_dir: str | os.PathLike[str]) -> GroundTruth:
     """Read a dataset's ground truth: a synthetic shop's, or garment masks.
 
@@ -128,9 +165,7 @@ def load_ground_truth(dataset_dir: str | os.PathLike[str]) -> GroundTruth:
     """
     folder = Path(dataset_dir)
     if (folder / "generator.json").is_file():
-        from befa_viz.data.synth import load_ground_truth as load_shop
-
-        return load_shop(folder)
+        return load_shop_truth(folder)
     meta_path = folder / "ground_truth" / "truth.json"
     if not meta_path.is_file():
         raise DataError(

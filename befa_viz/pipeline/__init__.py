@@ -45,6 +45,7 @@ from befa_viz.pipeline.encode import (
 )
 from befa_viz.pipeline.explain import (
     ItemExplanation,
+    benchmark_verdicts,
     default_recipe,
     explain_item,
     explain_items,
@@ -111,6 +112,7 @@ __all__ = [
     "SCORING_VERSION",
     "VARIANTS",
     "Workspace",
+    "benchmark_verdicts",
     "clear_memos",
     "compare_adapter",
     "content_heatmaps",

@@ -21,6 +21,7 @@ __all__ = ["IMPORTED_FEATURES_DIR", "MasksResult", "dataset_features", "dataset_
            "dataset_stats", "export_mmrec", "import_dataset", "latest_features", "make_masks",
            "synth_dataset", "validate_dataset"]
 
+
 log = logging.getLogger(__name__)
 _DATASET_NAME_CHARS = "letters, digits, '.', '_' and '-'"
 IMPORTED_FEATURES_DIR = "features"

@@ -9,6 +9,7 @@ from befa_viz.workspace import Workspace
 
 __all__ = ["DEFAULT_IMAGE_ENCODER", "DEFAULT_TEXT_ENCODER", "EncodeResult", "encode_dataset"]
 
+
 DEFAULT_IMAGE_ENCODER = "torchvision:mobilenet_v2"
 DEFAULT_TEXT_ENCODER = "hf:minilm"
 

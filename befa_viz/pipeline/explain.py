@@ -37,8 +37,9 @@ from befa_viz.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ItemExplanation", "default_recipe", "explain_item", "explain_items",
+__all__ = ["ItemExplanation", "benchmark_verdicts", "default_recipe", "explain_item", "explain_items",
            "workspace_defaults_path"]
+
 
 @dataclass(eq=False)
 class ItemExplanation:
@@ -185,6 +186,27 @@ def _default_recipe(ws: Workspace, run: Any, modality: str, target: str | None,
              rec.method, rec.target, rec.source, rec.passes)
     return (rec.method, target or (None if user is not None else rec.target),
             baseline or rec.baseline, n_steps if n_steps is not None else rec.n_steps, rec)
+
+
+def benchmark_verdicts(workspace: Workspace | str | os.PathLike[str], dataset: str
+                       ) -> dict[tuple[str, str, str], dict[str, Any]] | None:
+    """The newest benchmark table of ``dataset`` in a workspace, keyed by (variant, method,
+    target); ``None`` if the dataset was never benchmarked.
+
+    Rows carry ``passes`` (the benchmark's rule), the margins and p-values, and
+    ``source`` (the table's path); see :func:`befa_viz.viz.verdict.benchmark_table_verdicts`.
+    """
+    import pandas as pd
+
+    from befa_viz.viz.verdict import benchmark_table_verdicts
+
+    root = _attr_ws(workspace).reports_dir
+    tables = sorted(root.glob(f"benchmark-{dataset}-*/table.csv"),
+                    key=lambda p: p.stat().st_mtime)
+    if not tables:
+        return None
+    path = tables[-1]
+    return benchmark_table_verdicts(pd.read_csv(path), f"benchmark {dataset} ({path})")
 
 
 def explain_items(
@@ -423,7 +445,7 @@ def explain_items(
 
     text_field = (main_run.features[modality].manifest.get("policies") or {}).get(
         "text_field", "text") if modality == "text" else None
-    from befa_viz.viz.verdict import benchmark_verdicts, map_verdict
+    from befa_viz.viz.verdict import map_verdict
 
     bench = benchmark_verdicts(ws, ds.name) if modality == "image" else None
     out: list[ItemExplanation] = []

@@ -13,6 +13,7 @@ from befa_viz.workspace import Workspace
 
 __all__ = ["FeatureExplanation", "explain_features"]
 
+
 # ---- precomputed features (no raw media): attribution over dimensions and modalities -------
 @dataclass
 class FeatureExplanation:

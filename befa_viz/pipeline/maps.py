@@ -13,6 +13,7 @@ from befa_viz.workspace import Workspace
 
 __all__ = ["DEFAULT_BASELINES", "DEFAULT_TARGET", "VARIANTS"]
 
+
 #: Default target: comparable with and without the adapter (see DESIGN.md, "Attribution").
 DEFAULT_TARGET = "content_score"
 #: Default baseline per modality (an explicit, recorded choice; see befa_viz.attribution).

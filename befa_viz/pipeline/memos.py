@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ENCODER_MEMO_SIZE", "RUN_MEMO_SIZE", "clear_memos"]
 
+
 # ---- in-process memos -------------------------------------------------------------------
 # Rebuilding an encoder costs ~0.5 s (MobileNetV2) to ~1 s (MiniLM) and opening a run (YAML,
 # dataset, features, model) tens of ms to seconds, on every request. These memos keep the most

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 __all__ = ["MODEL_FREE_TARGETS", "ContentHeatmaps", "HeatmapReport", "content_heatmaps",
            "has_explainable_run", "heatmap_report", "write_item_report", "write_item_reports"]
 
+
 def _slug(s: str) -> str:
     import re
 

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["encoder_for_run", "find_paired_run", "resolve_attribution_run"]
 
+
 def _variant_of(run: Any) -> str:
     return "without" if str(run.info.get("adapter", run.config.adapter)) == "none" else "with"
 

@@ -13,6 +13,7 @@ from befa_viz.pipeline.runs import _variant_of
 
 __all__ = ["SCORING_VERSION"]
 
+
 #: Version of the score definitions; part of every score cache key (2: the faithfulness AUCs
 #: are NaN when f(x) − f(baseline) cannot normalise the curve, see metrics.perturbation_auc).
 SCORING_VERSION = 2

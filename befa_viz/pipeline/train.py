@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 __all__ = ["compare_adapter", "evaluate_run", "load_run", "resolve_run", "run_sweep", "track_runs",
            "train_model"]
 
+
 def _train_ws(workspace: Workspace | str | os.PathLike[str] | None) -> Workspace:
     return workspace if isinstance(workspace, Workspace) else Workspace(workspace)
 

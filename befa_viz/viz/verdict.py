@@ -23,7 +23,6 @@ The functions only read an :class:`Attribution` and plain tables; nothing here r
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from befa_viz.attribution.result import Attribution
-    from befa_viz.workspace import Workspace
+    import pandas as pd
 
-__all__ = ["COMPLETENESS_WARN", "MIN_TARGET_CHANGE", "Verdict", "benchmark_verdicts",
+    from befa_viz.attribution.result import Attribution
+
+__all__ = ["COMPLETENESS_WARN", "MIN_TARGET_CHANGE", "Verdict", "benchmark_table_verdicts",
            "map_verdict", "pair_ratio", "unscored_reason"]
 
 #: |δ| above this share of |f(x) − f(b)| gets a visible warning.
@@ -164,28 +164,18 @@ def _target_key(att: Attribution) -> str:
     return "content_score" if att.target == "adapted_alignment" else att.target
 
 
-def benchmark_verdicts(workspace: Workspace | str | os.PathLike[str], dataset: str
-                       ) -> dict[tuple[str, str, str], dict[str, Any]] | None:
-    """The newest benchmark table of ``dataset`` in a workspace, keyed by (variant, method,
-    target); ``None`` if the dataset was never benchmarked.
+def benchmark_table_verdicts(table: pd.DataFrame, source: str
+                             ) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """A benchmark table (``befa-viz benchmark``'s ``table.csv``) keyed by (variant, method,
+    target), image rows only.
 
-    Rows carry ``passes`` (the benchmark's rule), the margins and p-values, and
-    ``source`` (the table's path).
+    Rows carry ``passes`` (the benchmark's rule), the margins and p-values, and ``source``
+    (where the table came from, shown with the verdict). The verb that reads the workspace
+    is :func:`befa_viz.pipeline.benchmark_verdicts`.
     """
-    import pandas as pd
-
-    from befa_viz.workspace import Workspace
-
-    root = Workspace(workspace).reports_dir
-    tables = sorted(root.glob(f"benchmark-{dataset}-*/table.csv"),
-                    key=lambda p: p.stat().st_mtime)
-    if not tables:
-        return None
-    path = tables[-1]
-    t = pd.read_csv(path)
     out: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for row in t[t["modality"] == "image"].to_dict("records"):
-        row["source"] = f"benchmark {dataset} ({path})"
+    for row in table[table["modality"] == "image"].to_dict("records"):
+        row["source"] = source
         out[(str(row["variant"]), str(row["method"]), str(row["target"]))] = row
     return out
 
@@ -209,7 +199,7 @@ def map_verdict(att: Attribution, *,
 
     Args:
         att: The map.
-        benchmark: :func:`benchmark_verdicts` of the map's dataset (preferred when it has
+        benchmark: :func:`benchmark_table_verdicts` of the map's dataset (preferred when it has
             the map's method × target × variant).
         sanity: The item's sanity result (``{"passes": bool, "rho": {control: ρ}}``, as
             ``ItemExplanation.sanity[variant]``).

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 from befa_viz.attribution.result import Attribution
+from befa_viz.pipeline import benchmark_verdicts  # reads the workspace; viz gets the rows
 from befa_viz.testing import synthetic_attribution as synth
 from befa_viz.viz import figure_scales, magnitude_map, pair_figure
 from befa_viz.viz._scale import image_rgb
 from befa_viz.viz.heatmap import _base_rgb
 from befa_viz.viz.verdict import (
     Verdict,
-    benchmark_verdicts,
     map_verdict,
     pair_ratio,
     unscored_reason,
