@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from befa_viz.attribution.result import Attribution
-from befa_viz.benchmark import _mask_at, score_image_maps
+from befa_viz.benchmark import score_image_maps
+from befa_viz.benchmark.scoring import _mask_at
 
 
 def _att(values: np.ndarray, box=(0, 5, 32, 21)) -> Attribution:
