@@ -99,6 +99,6 @@ def finish_steps(res: list[Attribution], used: np.ndarray, delta: np.ndarray, fx
 
 
 def _stacklevel() -> int:
-    from befa_viz.attribution.methods import _outside_stacklevel
+    from befa_viz.attribution._base import _outside_stacklevel
 
     return _outside_stacklevel()

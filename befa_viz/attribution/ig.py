@@ -41,18 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from befa_viz.attribution._steps import (
-    DEFAULT_N_STEPS,
-    MAX_STEPS,
-    STEP_TOL,
-    StepRun,
-    adaptive_steps,
-    check_schedule,
-    completeness_scale,
-    finish_steps,
-    relative_delta,
-)
-from befa_viz.attribution.methods import (
+from befa_viz.attribution._base import (
     _baseline_name,
     _blur,
     _captum,
@@ -66,6 +55,17 @@ from befa_viz.attribution.methods import (
     _register,
     _upsample,
     _values,
+)
+from befa_viz.attribution._steps import (
+    DEFAULT_N_STEPS,
+    MAX_STEPS,
+    STEP_TOL,
+    StepRun,
+    adaptive_steps,
+    check_schedule,
+    completeness_scale,
+    finish_steps,
+    relative_delta,
 )
 from befa_viz.attribution.result import Attribution
 from befa_viz.attribution.targets import AttributionTarget

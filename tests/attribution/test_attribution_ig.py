@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from befa_viz.attribution import RandomDirectionTarget, attribute, method_modalities
+from befa_viz.attribution._base import _blur
 from befa_viz.attribution.ig import DEFAULT_N_STEPS, region_sum, relative_delta
-from befa_viz.attribution.methods import _blur
 from befa_viz.errors import ConfigError
 from befa_viz.testing import tiny_image_encoder
 
