@@ -54,7 +54,7 @@ def test_explorer_finds_the_demo_maps_in_the_cache(first):
     result, _ = first
     size = DEMO_SIZES["small"]
     table = explore.score_table(workspace=result.workspace, run=result.runs["without"],
-                                 method="gradcam", limit=size.n_items)
+                                method="gradcam", limit=size.n_items)
     assert len(table) == size.n_items
     assert table["cached_without"].all() and table["cached_with"].all()
 

@@ -27,7 +27,7 @@ def test_paired_test_matches_scipy_and_counts_directions():
     assert r["p"] == pytest.approx(stats.wilcoxon(b[ok], a[ok]).pvalue)
     assert r["mean_diff"] == pytest.approx(np.mean(b[ok] - a[ok]))
     same = explore.paired_test(pd.DataFrame({"drift_without": [0.2, 0.3],
-                                              "drift_with": [0.2, 0.3]}))
+                                             "drift_with": [0.2, 0.3]}))
     assert same["p"] is None and same["n_equal"] == 2
     with pytest.raises(DataError, match="drift_with"):
         explore.paired_test(pd.DataFrame({"drift_without": [0.1]}))
@@ -76,7 +76,7 @@ def test_score_job_reports_progress_and_cancels(explorer_ws):
     assert job.wait(120).done and job.error is None
     assert len(job.result) == 4 and job.progress == (4, 4)
     stopped = explore.ScoreJob(workspace=explorer_ws, method="gradcam", limit=12,
-                                batch_size=2)
+                               batch_size=2)
     stopped.cancel()
     assert stopped.wait(120).done and stopped.cancelled
     assert len(stopped.result) < 12
@@ -98,7 +98,7 @@ def test_steps_apply_reads_the_method_signature():
 def space(shop_ws):
     t0 = time.perf_counter()
     df = explore.item_space(explore.open_run_pair(shop_ws), modality="image",
-                             workspace=shop_ws)
+                            workspace=shop_ws)
     return df, time.perf_counter() - t0
 
 
@@ -115,7 +115,7 @@ def test_item_space_maps_both_runs_and_is_cached(space, shop_ws):
     assert len(cache.entries("item_space")) == 1
     t0 = time.perf_counter()
     again = explore.item_space(explore.open_run_pair(shop_ws), modality="image",
-                                workspace=shop_ws)
+                               workspace=shop_ws)
     assert time.perf_counter() - t0 < 2.0
     pd.testing.assert_frame_equal(again, df)
 
