@@ -17,7 +17,6 @@ from befa_viz.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-# ---- report -------------------------------------------------------------------------------------
 _ROW_LABELS = (("model-free", "random", "random target (control)"),
                ("model-free", "content_focus", "content focus (raw feature)"),
                ("without", "behaviour_alignment", "behaviour alignment, without adapter"),

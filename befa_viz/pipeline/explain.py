@@ -1,4 +1,13 @@
-"""Explain verbs: an item's maps and scores without and with the adapter."""
+"""Explain verbs: an item's maps and scores without and with the adapter.
+
+Attributions are computed per (run, item) and stored in the workspace cache
+(:mod:`befa_viz.attribution.cache`); a "variant" is one side of the with/without-adapter pair:
+"without" (adapter 'none') or "with" (adapter 'befa', ...). Warm requests (the explorer's item
+switch) must not run the encoder at all: scores computed from a map (faithfulness curves,
+drift/omission; :mod:`~befa_viz.pipeline.scores`) are cached beside it (ScoreCache, keyed by
+the map's key, the digests of the map and relevance map, and the scoring parameters), and
+encoders and runs are kept in small in-process memos (:mod:`~befa_viz.pipeline.memos`).
+"""
 
 from __future__ import annotations
 

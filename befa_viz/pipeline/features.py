@@ -14,7 +14,6 @@ from befa_viz.workspace import Workspace
 __all__ = ["FeatureExplanation", "explain_features"]
 
 
-# ---- precomputed features (no raw media): attribution over dimensions and modalities -------
 @dataclass
 class FeatureExplanation:
     """One item's precomputed-feature attribution and its modalities' shares.

@@ -13,7 +13,6 @@ log = logging.getLogger(__name__)
 __all__ = ["ENCODER_MEMO_SIZE", "RUN_MEMO_SIZE", "clear_memos"]
 
 
-# ---- in-process memos -------------------------------------------------------------------
 # Rebuilding an encoder costs ~0.5 s (MobileNetV2) to ~1 s (MiniLM) and opening a run (YAML,
 # dataset, features, model) tens of ms to seconds, on every request. These memos keep the most
 # recently used ones, bounded (LRU, sizes below), keyed so that they never serve a stale object:
