@@ -1,7 +1,8 @@
 """Scale-out: the map-style jobs on Ray, training on several processes with DDP.
 
 * :class:`RayEngine` runs ``encode`` (:func:`encode_catalog_ray`) and the attribution maps of
-  ``heatmap --top-drift`` (:func:`prefill_attributions`) on a pool of Ray actors; each actor
+  ``heatmap --top-drift`` (:func:`prefill_attributions`) and ``benchmark``
+  (:func:`prefill_benchmark`) on a pool of Ray actors; each actor
   loads its encoder / runs once and writes into the same feature store and attribution cache
   as the single-process path (same keys, same manifests, same resume).
 * :func:`train_ddp` trains one run on ``N`` processes with ``torch.distributed`` (gloo on CPU,
@@ -18,6 +19,7 @@ from befa_viz.distributed.ray_jobs import (
     RayWorkerLost,
     encode_catalog_ray,
     prefill_attributions,
+    prefill_benchmark,
     require_ray,
 )
 
@@ -27,6 +29,7 @@ __all__ = [
     "RayWorkerLost",
     "encode_catalog_ray",
     "prefill_attributions",
+    "prefill_benchmark",
     "require_ray",
     "train_ddp",
 ]

@@ -12,6 +12,10 @@ part, so that results, cache keys, manifests and resume are those of the single-
   :func:`~befa_viz.pipeline.explain_items` on batches of item ids; every map and score lands in
   the workspace's attribution cache (atomic entries), and the driver's own ``explain_items``
   then serves everything from the cache (ranking, report, sanity checks).
+* **benchmark** (:func:`prefill_benchmark`): the driver finds which of the benchmark's maps
+  are not cached yet, actors compute them (one task per batch of items, the batches of the
+  single-process path) through the benchmark's own map function, and the benchmark then
+  serves every map from the cache and scores it as usual.
 
 Each actor builds its encoder (or opens its runs, through the pipeline's memos) once and reuses
 it for all its tasks. Workers need the workspace (dataset, images, feature store, runs) at the
@@ -25,8 +29,8 @@ import logging
 import os
 import resource
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from befa_viz.cache import Cache
@@ -34,7 +38,7 @@ from befa_viz.data.types import Catalog
 from befa_viz.errors import BefaVizError, ConfigError, Interrupted, MissingDependencyError
 
 __all__ = ["RayEngine", "RayWorkerLost", "encode_catalog_ray", "prefill_attributions",
-           "require_ray"]
+           "prefill_benchmark", "require_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +84,9 @@ class RayEngine:
         threads_per_worker: Torch threads (and Ray CPUs) per actor.
         gpus_per_worker: GPUs per actor (``device`` must then be ``cuda``).
         progress: Show a progress bar over the whole job.
+        connect_timeout: Seconds to wait for the cluster at ``address`` before one clear
+            error (a closed port fails at once; a port that answers but is no Ray head
+            costs one of Ray's own connection attempts, about 40 s).
         stats: Filled by each job: workers, tasks, seconds, Ray start-up seconds, peak RSS per
             worker (MiB).
 
@@ -93,9 +100,13 @@ class RayEngine:
     threads_per_worker: int = 1
     gpus_per_worker: float = 0.0
     progress: bool = False
+    connect_timeout: float = 30.0
     stats: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.connect_timeout <= 0:
+            raise ConfigError(f"connect_timeout (--connect-timeout) must be > 0; got "
+                              f"{self.connect_timeout}.")
         if self.num_workers is not None and self.num_workers < 1:
             raise ConfigError(f"num_workers (--workers) must be >= 1; got {self.num_workers}.")
         if self.threads_per_worker < 1:
@@ -113,17 +124,65 @@ class RayEngine:
                 ray.init(num_cpus=n, _node_ip_address="127.0.0.1",
                          object_store_memory=256 * 1024**2, **common)
             else:
-                try:
-                    ray.init(address=self.address, **common)
-                except (ConnectionError, RuntimeError, ValueError) as e:
-                    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                    raise ConfigError(
-                        f"Cannot join the Ray cluster at --address {self.address!r} ({first}). "
-                        "Start one with 'ray start --head' (and 'ray start --address "
-                        "HEAD:6379' on the other nodes), or drop --address for a local Ray."
-                    ) from None
+                self._join(ray, common)
             self.stats["startup_seconds"] = round(time.perf_counter() - t0, 3)
         return ray
+
+    def _cannot_join(self, why: str) -> ConfigError:
+        return ConfigError(
+            f"Cannot join the Ray cluster at --address {self.address!r}: {why}. Check the "
+            "head's address and port ('ray status' on the head; the default port is 6379, "
+            "ray://HOST:10001 for Ray Client), start one with 'ray start --head' (and 'ray "
+            "start --address HEAD:6379' on the other nodes), use --address auto on a node of "
+            "the cluster, or drop --address for a local Ray.")
+
+    def _join(self, ray: Any, common: dict[str, Any]) -> None:
+        """Join ``self.address`` within about ``connect_timeout`` seconds, or one clear error.
+
+        Ray itself retries a wrong address for minutes (20 GCS connection attempts of about
+        40 s each). So the head's port is first probed over TCP (a closed port or an
+        unreachable host fails at once or after ``connect_timeout``), and Ray's attempts
+        are capped (``RAY_gcs_server_port_wait_time_s``, unless set) for a port that
+        answers but is not a Ray head.
+        """
+        import socket
+
+        target: str | None = self.address
+        if self.address == "auto":  # RAY_ADDRESS, or the cluster 'ray start' last recorded
+            from ray._private.services import canonicalize_bootstrap_address
+
+            try:
+                target = canonicalize_bootstrap_address("auto")
+            except ConnectionError:
+                raise self._cannot_join("no Ray cluster runs on this node (RAY_ADDRESS is "
+                                        "unset and 'ray start' recorded none)") from None
+        if target is not None:
+            hostport = target.split("://", 1)[-1].rsplit("/", 1)[0]
+            host, _, port = hostport.rpartition(":")
+            if not host or not port.isdigit():
+                raise self._cannot_join(f"{target!r} is not HOST:PORT")
+            try:
+                socket.create_connection((host.strip("[]"), int(port)),
+                                         timeout=self.connect_timeout).close()
+            except ConnectionRefusedError:
+                raise self._cannot_join(f"nothing listens on {host}:{port}") from None
+            except TimeoutError:
+                raise self._cannot_join(f"no answer from {host}:{port} within "
+                                        f"{self.connect_timeout:g} s") from None
+            except OSError as e:  # unknown host, no route, ...
+                raise self._cannot_join(f"{host}:{port}: {e.strerror or e}") from None
+        var = "RAY_gcs_server_port_wait_time_s"  # GCS connection attempts, about 1 s each
+        ours = var not in os.environ  # plus Ray's own per-attempt timeouts
+        if ours:
+            os.environ[var] = str(max(1, int(self.connect_timeout // 30)))
+        try:
+            ray.init(address=self.address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise self._cannot_join(first[:200]) from None
+        finally:
+            if ours:
+                os.environ.pop(var, None)
 
     def workers(self, ray: Any) -> int:
         if self.num_workers is not None:
@@ -387,5 +446,115 @@ def prefill_attributions(item_ids: Sequence[str], kwargs: dict[str, Any],
         [(b, kwargs) for b in batches], [len(b) for b in batches],
         "attribute on Ray", "item", lambda: "finished batches are kept in the cache")
     _summarise(engine, results, min(n_workers, len(batches)), len(batches),
+               time.perf_counter() - t0)
+    return engine.stats
+
+
+class _MissingProbe:
+    """Stands in for a benchmark job's attribution cache: records which maps are missing
+    instead of computing them (every request answers "cached", with no map)."""
+
+    def __init__(self, cache: Any) -> None:
+        self.cache = cache
+        self.missing: list[int] = []
+
+    def get_or_compute(self, keys: Sequence[Any], compute: Any, *, use_cache: bool = True
+                       ) -> tuple[list[Any], list[bool]]:
+        self.missing = [i for i, k in enumerate(keys) if self.cache.get(k) is None]
+        return [None] * len(keys), [True] * len(keys)
+
+
+class _BenchmarkWorker:
+    """One actor: opens each benchmark job (runs, dataset, encoder) once, computes many
+    batches of maps through the benchmark's own map function (so keys and batches are the
+    single-process ones)."""
+
+    def __init__(self, threads: int) -> None:
+        _set_threads(threads)
+        self._jobs: dict[str, Any] = {}
+
+    def _job(self, name: str, spec: Any) -> Any:
+        if name not in self._jobs:
+            from befa_viz import pipeline
+            from befa_viz.attribution.cache import AttributionCache
+            from befa_viz.cache import Cache
+
+            runs = {v: pipeline.load_run(spec.ws, p) for v, p in spec.runs.items()}
+            self._jobs[name] = replace(
+                spec, runs=runs, ds=runs["without"].dataset,
+                encoder=pipeline.encoder_for_run(runs["without"], spec.modality),
+                cache=AttributionCache(Cache(spec.cache)))
+        return self._jobs[name]
+
+    def run(self, k: int, name: str, spec: Any, maps: Callable[..., Any], variant: str,
+            method: str, target: str, idx: list[int]) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        job = self._job(name, spec)
+        before = job.n_computed
+        maps(job, variant, method, target, idx)
+        return {"k": k, "seconds": time.perf_counter() - t0, "pid": os.getpid(),
+                "rss_mb": _peak_rss_mb(), "maps": job.n_computed - before}
+
+
+def prefill_benchmark(jobs: Mapping[str, Any],
+                      calls: Sequence[tuple[str, str, str, str, list[int]]],
+                      maps: Callable[..., Any], engine: RayEngine) -> dict[str, Any]:
+    """Compute the benchmark's missing maps on Ray, into its attribution cache.
+
+    ``maps(job, variant, method, target, idx)`` is the benchmark's map function: it builds
+    the cache keys, serves what is cached and computes the rest in batches of
+    ``job.batch_size`` items through ``job.cache.get_or_compute``. The driver first runs it
+    with a probe in place of the cache to learn which maps are missing (nothing is
+    computed, and Ray is not started when nothing is missing); each batch of missing items
+    of a call is then one actor task running ``maps`` on it, so the batches (and the maps)
+    are those of the single-process path. Finished batches stay in the cache: an
+    interrupted job resumes, with or without Ray.
+
+    Args:
+        jobs: The benchmark's jobs by modality (dataclasses with ``ws``, ``runs``,
+            ``modality``, ``cache``, ``batch_size``, ``use_cache`` and counters).
+        calls: ``(modality, variant, method, target, item indices)``: every ``maps`` call
+            the benchmark will make.
+        maps: The benchmark's map function (shipped to the actors by reference).
+        engine: Where to run.
+
+    Returns:
+        ``engine.stats`` of this job, with ``maps`` (computed on Ray).
+
+    Raises:
+        ConfigError: The jobs do not use the cache (the cache is how maps come back).
+    """
+    if not all(j.use_cache for j in jobs.values()):
+        raise ConfigError("--engine ray writes the maps into the attribution cache and reads "
+                          "them back; it cannot run with --no-cache.")
+    t0 = time.perf_counter()
+    tasks: list[tuple[Any, ...]] = []
+    for modality, variant, method, target, idx in calls:
+        job = jobs[modality]
+        probe = _MissingProbe(job.cache)
+        maps(replace(job, cache=probe, bar=None, n_computed=0, n_cached=0), variant, method,
+             target, list(idx))
+        todo = [idx[p] for p in probe.missing]
+        for s in range(0, len(todo), job.batch_size):
+            tasks.append((modality, variant, method, target, todo[s: s + job.batch_size]))
+    n_maps = sum(len(t[-1]) for t in tasks)
+    engine.stats.update(maps=n_maps, maps_requested=sum(len(c[-1]) for c in calls))
+    if not tasks:
+        engine.stats.update(workers=0, tasks=0, seconds=round(time.perf_counter() - t0, 3))
+        return engine.stats
+    ray = engine.init()
+    # what the actors need to reopen each job: paths, not runs, encoders or datasets
+    specs = {m: ray.put(replace(j, ds=None, encoder=None, bar=None, n_computed=0, n_cached=0,
+                                runs={v: str(r.path) for v, r in j.runs.items()},
+                                cache=str(j.cache.cache.root)))
+             for m, j in jobs.items()}
+    n_workers = engine.workers(ray)
+    worker = engine._actor(ray, _BenchmarkWorker)
+    results = _run_pool(
+        ray, engine, lambda: worker.remote(engine.threads_per_worker), n_workers,
+        [(m, specs[m], maps, v, meth, tg, idx) for m, v, meth, tg, idx in tasks],
+        [len(t[-1]) for t in tasks], "benchmark maps on Ray", "map",
+        lambda: "finished batches of maps are kept in the cache")
+    _summarise(engine, results, min(n_workers, len(tasks)), len(tasks),
                time.perf_counter() - t0)
     return engine.stats
