@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import resource
 import time
@@ -215,26 +216,42 @@ class _EncodeWorker:
     def run(self, k: int, shard: tuple[int, int], kwargs: dict[str, Any]) -> dict[str, Any]:
         from befa_viz.encoders.store import encode_catalog
 
-        t0 = time.perf_counter()
+        t0, wall0 = time.perf_counter(), time.time()
         encode_catalog(self.catalog, self.encoder, shard=shard, merge=False, progress=False,
                        **kwargs)
-        return {"k": k, "seconds": time.perf_counter() - t0, "pid": os.getpid(),
-                "rss_mb": _peak_rss_mb()}
+        return _task_result(k, t0, wall0)
+
+
+def _task_result(k: int, t0: float, wall0: float, **extra: Any) -> dict[str, Any]:
+    return {"k": k, "seconds": time.perf_counter() - t0, "start": wall0, "pid": os.getpid(),
+            "rss_mb": _peak_rss_mb(), **extra}
 
 
 class _ExplainWorker:
-    """One actor: opens the runs and encoder once (pipeline memos), explains many batches."""
+    """One actor: opens the run and its encoder once, when it starts (pipeline memos, so
+    its first task is as fast as the others), then explains many batches."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, kwargs: dict[str, Any]) -> None:
+        from befa_viz.pipeline import encoder_for_run, resolve_attribution_run
+
         _set_threads(threads)
+        self.error: BaseException | None = None
+        try:
+            modality = kwargs.get("modality", "image")
+            run = resolve_attribution_run(kwargs["workspace"], kwargs["run"], modality)
+            _ = run.model
+            encoder_for_run(run, modality)
+        except Exception as e:  # raised by the first task: Ray keeps only the text of
+            self.error = e  # an exception raised here, and we want the error itself
 
     def run(self, k: int, item_ids: list[str], kwargs: dict[str, Any]) -> dict[str, Any]:
         from befa_viz.pipeline import explain_items
 
-        t0 = time.perf_counter()
+        if self.error is not None:
+            raise self.error
+        t0, wall0 = time.perf_counter(), time.time()
         explain_items(item_ids, progress=False, **kwargs)
-        return {"k": k, "seconds": time.perf_counter() - t0, "pid": os.getpid(),
-                "rss_mb": _peak_rss_mb()}
+        return _task_result(k, t0, wall0)
 
 
 def _cause(ray: Any, err: Exception) -> BaseException:
@@ -251,6 +268,7 @@ def _run_pool(ray: Any, engine: RayEngine, make_actor: Callable[[], Any], n_work
     """Run ``actor.run(*task)`` over an actor pool; a bar counts ``sizes`` of finished tasks."""
     from ray.util import ActorPool
 
+    engine.stats["pool_start"] = time.time()
     actors = [make_actor() for _ in range(min(n_workers, len(tasks)))]
     pool = ActorPool(actors)
     bar = None
@@ -273,7 +291,7 @@ def _run_pool(ray: Any, engine: RayEngine, make_actor: Callable[[], Any], n_work
                     f"A Ray worker of '{desc}' died ({first[:200]}); {kept()}, a rerun "
                     "resumes. If it ran out of memory, use fewer workers (--workers) or a "
                     "smaller batch (--batch-size).") from None
-            out.append(res)
+            out.append({**res, "size": sizes[res["k"]]})
             if bar is not None:
                 bar.update(sizes[res["k"]])
     except KeyboardInterrupt:
@@ -288,12 +306,29 @@ def _run_pool(ray: Any, engine: RayEngine, make_actor: Callable[[], Any], n_work
 
 def _summarise(engine: RayEngine, results: list[dict[str, Any]], n_workers: int,
                n_tasks: int, seconds: float) -> None:
+    """Job figures: wall and summed task seconds, peak RSS per worker, and start-up apart
+    from steady state: ``actor_start_seconds`` (pool created → the last actor's first task
+    starts: process, imports, encoder and runs) and ``steady_items_per_min`` (the workers'
+    items per second of task time, summed over workers: the rate once actors are warm)."""
     rss: dict[int, float] = {}
+    busy: dict[int, float] = {}
+    items: dict[int, int] = {}
+    first: dict[int, float] = {}
     for r in results:
-        rss[r["pid"]] = max(rss.get(r["pid"], 0.0), float(r["rss_mb"]))
-    engine.stats.update(workers=n_workers, tasks=n_tasks, seconds=round(seconds, 3),
-                        worker_seconds=round(sum(r["seconds"] for r in results), 3),
-                        peak_rss_mb={str(p): round(v, 1) for p, v in sorted(rss.items())})
+        p = r["pid"]
+        rss[p] = max(rss.get(p, 0.0), float(r["rss_mb"]))
+        busy[p] = busy.get(p, 0.0) + float(r["seconds"])
+        items[p] = items.get(p, 0) + int(r["size"])
+        first[p] = min(first.get(p, math.inf), float(r["start"]))
+    pool_start = engine.stats.pop("pool_start", None)
+    engine.stats.update(
+        workers=n_workers, tasks=n_tasks, seconds=round(seconds, 3),
+        worker_seconds=round(sum(busy.values()), 3),
+        steady_items_per_min=round(sum(60.0 * items[p] / busy[p] for p in busy if busy[p] > 0),
+                                   2),
+        peak_rss_mb={str(p): round(v, 1) for p, v in sorted(rss.items())})
+    if pool_start is not None and first:
+        engine.stats["actor_start_seconds"] = round(max(first.values()) - pool_start, 3)
 
 
 def encode_catalog_ray(
@@ -442,7 +477,7 @@ def prefill_attributions(item_ids: Sequence[str], kwargs: dict[str, Any],
     n_workers = engine.workers(ray)
     worker = engine._actor(ray, _ExplainWorker)
     results = _run_pool(
-        ray, engine, lambda: worker.remote(engine.threads_per_worker), n_workers,
+        ray, engine, lambda: worker.remote(engine.threads_per_worker, kwargs), n_workers,
         [(b, kwargs) for b in batches], [len(b) for b in batches],
         "attribute on Ray", "item", lambda: "finished batches are kept in the cache")
     _summarise(engine, results, min(n_workers, len(batches)), len(batches),
@@ -469,31 +504,35 @@ class _BenchmarkWorker:
     batches of maps through the benchmark's own map function (so keys and batches are the
     single-process ones)."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, specs: dict[str, Any]) -> None:
+        from befa_viz import pipeline
+        from befa_viz.attribution.cache import AttributionCache
+        from befa_viz.cache import Cache
+
         _set_threads(threads)
-        self._jobs: dict[str, Any] = {}
+        self.jobs: dict[str, Any] = {}
+        self.error: BaseException | None = None
+        try:
+            for name, spec in specs.items():  # opened when the actor starts, not in a task
+                runs = {v: pipeline.load_run(spec.ws, p) for v, p in spec.runs.items()}
+                for r in runs.values():
+                    _ = r.model
+                self.jobs[name] = replace(
+                    spec, runs=runs, ds=runs["without"].dataset,
+                    encoder=pipeline.encoder_for_run(runs["without"], spec.modality),
+                    cache=AttributionCache(Cache(spec.cache)))
+        except Exception as e:  # raised by the first task (see _ExplainWorker)
+            self.error = e
 
-    def _job(self, name: str, spec: Any) -> Any:
-        if name not in self._jobs:
-            from befa_viz import pipeline
-            from befa_viz.attribution.cache import AttributionCache
-            from befa_viz.cache import Cache
-
-            runs = {v: pipeline.load_run(spec.ws, p) for v, p in spec.runs.items()}
-            self._jobs[name] = replace(
-                spec, runs=runs, ds=runs["without"].dataset,
-                encoder=pipeline.encoder_for_run(runs["without"], spec.modality),
-                cache=AttributionCache(Cache(spec.cache)))
-        return self._jobs[name]
-
-    def run(self, k: int, name: str, spec: Any, maps: Callable[..., Any], variant: str,
-            method: str, target: str, idx: list[int]) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        job = self._job(name, spec)
+    def run(self, k: int, name: str, maps: Callable[..., Any], variant: str, method: str,
+            target: str, idx: list[int]) -> dict[str, Any]:
+        if self.error is not None:
+            raise self.error
+        t0, wall0 = time.perf_counter(), time.time()
+        job = self.jobs[name]
         before = job.n_computed
         maps(job, variant, method, target, idx)
-        return {"k": k, "seconds": time.perf_counter() - t0, "pid": os.getpid(),
-                "rss_mb": _peak_rss_mb(), "maps": job.n_computed - before}
+        return _task_result(k, t0, wall0, maps=job.n_computed - before)
 
 
 def prefill_benchmark(jobs: Mapping[str, Any],
@@ -544,15 +583,15 @@ def prefill_benchmark(jobs: Mapping[str, Any],
         return engine.stats
     ray = engine.init()
     # what the actors need to reopen each job: paths, not runs, encoders or datasets
-    specs = {m: ray.put(replace(j, ds=None, encoder=None, bar=None, n_computed=0, n_cached=0,
-                                runs={v: str(r.path) for v, r in j.runs.items()},
-                                cache=str(j.cache.cache.root)))
-             for m, j in jobs.items()}
+    specs = {m: replace(j, ds=None, encoder=None, bar=None, n_computed=0, n_cached=0,
+                        runs={v: str(r.path) for v, r in j.runs.items()},
+                        cache=str(j.cache.cache.root))
+             for m, j in jobs.items() if any(t[0] == m for t in tasks)}
     n_workers = engine.workers(ray)
     worker = engine._actor(ray, _BenchmarkWorker)
     results = _run_pool(
-        ray, engine, lambda: worker.remote(engine.threads_per_worker), n_workers,
-        [(m, specs[m], maps, v, meth, tg, idx) for m, v, meth, tg, idx in tasks],
+        ray, engine, lambda: worker.remote(engine.threads_per_worker, specs), n_workers,
+        [(m, maps, v, meth, tg, idx) for m, v, meth, tg, idx in tasks],
         [len(t[-1]) for t in tasks], "benchmark maps on Ray", "map",
         lambda: "finished batches of maps are kept in the cache")
     _summarise(engine, results, min(n_workers, len(tasks)), len(tasks),
