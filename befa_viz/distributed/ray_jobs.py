@@ -322,7 +322,7 @@ def _summarise(engine: RayEngine, results: list[dict[str, Any]], n_workers: int,
         first[p] = min(first.get(p, math.inf), float(r["start"]))
     pool_start = engine.stats.pop("pool_start", None)
     engine.stats.update(
-        workers=n_workers, tasks=n_tasks, seconds=round(seconds, 3),
+        workers=n_workers, tasks=n_tasks, items=sum(items.values()), seconds=round(seconds, 3),
         worker_seconds=round(sum(busy.values()), 3),
         steady_items_per_min=round(sum(60.0 * items[p] / busy[p] for p in busy if busy[p] > 0),
                                    2),
