@@ -625,12 +625,19 @@ def train_cmd(
 
     if train_features is not None:  # an explicit flag wins over --set and the config
         set_ = [*(set_ or []), f"train_features={str(train_features).lower()}"]
+    from befa_viz.distributed import torchrun_env
+
+    launched = torchrun_env()  # torchrun ... -m befa_viz.cli train: one rank of its job
+    if launched is not None and devices == 1:
+        devices = launched[1]
     run = train_model(
         workspace, model=model, adapter=adapter, dataset=dataset,
         features=_features_arg(image_features, text_features, features), config_file=config,
         overrides=set_, seed=seed, epochs=epochs, device=device, resume=resume,
         overwrite=overwrite, progress=progress, devices=devices,
     )
+    if launched is not None and launched[0] != 0:
+        return  # rank 0 reports
     typer.echo(f"dataset: {run.info['dataset']}")
     for m, prov in run.info.get("features", {}).items():
         typer.echo(f"{m} features: {prov['path']} [{prov.get('encoder') or 'unknown encoder'}]")

@@ -6,14 +6,15 @@
   loads its encoder / runs once and writes into the same feature store and attribution cache
   as the single-process path (same keys, same manifests, same resume).
 * :func:`train_ddp` trains one run on ``N`` processes with ``torch.distributed`` (gloo on CPU,
-  nccl on GPU); see :mod:`befa_viz.distributed.ddp`.
+  nccl on GPU), or joins a ``torchrun`` job (several nodes) from the environment; see
+  :mod:`befa_viz.distributed.ddp`.
 
 Ray is optional (``pip install 'befa-viz[ray]'``); nothing here imports it until a job runs.
 """
 
 from __future__ import annotations
 
-from befa_viz.distributed.ddp import DDPContext, train_ddp
+from befa_viz.distributed.ddp import DDPContext, torchrun_env, train_ddp
 from befa_viz.distributed.ray_jobs import (
     RayEngine,
     RayWorkerLost,
@@ -31,5 +32,6 @@ __all__ = [
     "prefill_attributions",
     "prefill_benchmark",
     "require_ray",
+    "torchrun_env",
     "train_ddp",
 ]

@@ -1,8 +1,10 @@
 """Data-parallel training on several processes with ``torch.distributed``.
 
 :func:`train_ddp` spawns ``N`` processes on this machine (gloo on CPU, nccl with one GPU per
-process), and :func:`befa_viz.train.trainer.fit` asks :func:`active` whether it runs inside one;
-if so it calls the few hooks of :class:`DDPContext`:
+process) or, in a process started by ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``
+set; any number of nodes), joins the launcher's job from the environment instead; and
+:func:`befa_viz.train.trainer.fit` asks :func:`active` whether it runs inside one; if so it
+calls the few hooks of :class:`DDPContext`:
 
 * **start** — rank 0 broadcasts its :class:`~befa_viz.train.TrainState` (fresh, or loaded from
   the run's checkpoint on ``--resume``) and its weights, so every rank starts identical;
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
     from befa_viz.train.config import TrainConfig
     from befa_viz.train.trainer import TrainState
 
-__all__ = ["DDPContext", "active", "train_ddp"]
+__all__ = ["DDPContext", "active", "torchrun_env", "train_ddp"]
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +160,34 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _worker(rank: int, world: int, backend: str, init_method: str, dataset: RecDataset,
-            config: TrainConfig, kwargs: dict[str, Any], threads: int, out: str) -> None:
+def torchrun_env() -> tuple[int, int, int, int] | None:
+    """``(rank, world size, local rank, local world size)`` when a launcher started this
+    process as one rank of a job (``torchrun``, or anything that sets ``RANK``,
+    ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``), else ``None``.
+
+    Example:
+        >>> torchrun_env() is None  # a plain process
+        True
+    """
+    env = os.environ
+    if not all(env.get(k) for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")):
+        return None
+    try:
+        rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
+        local = int(env.get("LOCAL_RANK", rank))
+        local_world = int(env.get("LOCAL_WORLD_SIZE", world))
+    except ValueError:
+        raise ConfigError(f"RANK={env['RANK']!r}, WORLD_SIZE={env['WORLD_SIZE']!r}, "
+                          f"LOCAL_RANK, LOCAL_WORLD_SIZE must be integers (set by torchrun)."
+                          ) from None
+    return rank, world, local, local_world
+
+
+def _rank_main(rank: int, world: int, local_rank: int, backend: str, init_method: str,
+               dataset: RecDataset, config: TrainConfig, kwargs: dict[str, Any],
+               threads: int) -> str | None:
+    """One rank's share of a job; returns the run folder (rank 0 sends it to every rank),
+    or ``None`` on ranks other than 0 when nothing was trained (e.g. a complete run)."""
     global _ACTIVE
     import torch.distributed as dist
 
@@ -168,33 +196,48 @@ def _worker(rank: int, world: int, backend: str, init_method: str, dataset: RecD
 
     torch.set_num_threads(threads)
     if backend == "nccl":
-        torch.cuda.set_device(rank)
+        torch.cuda.set_device(local_rank)
     dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world,
                             timeout=timedelta(minutes=30))
-    device = torch.device(f"cuda:{rank}" if backend == "nccl" else "cpu")
+    device = torch.device(f"cuda:{local_rank}" if backend == "nccl" else "cpu")
     ctx = DDPContext(rank, world, device)
     _ACTIVE = ctx
     try:
+        box: list[Any] = [None]
         if rank == 0:
             try:
                 run = train(dataset, config, **kwargs)
             finally:
                 ctx.stop()
-            Path(out, "result.json").write_text(json.dumps({"path": str(run.path)}))
+            box = [str(run.path)]
+            if ctx.started:
+                dist.broadcast_object_list(box, src=0)
         else:
             features = select_features(config, dataset.n_items, dataset.fingerprint())
             model = build_model(config, dataset, {m: f.values for m, f in features.items()})
             try:
                 fit(model, dataset, config)
             except _NothingToTrain:
-                pass
+                return None
+            dist.broadcast_object_list(box, src=0)
+        return None if box[0] is None else str(box[0])
+    finally:
+        _ACTIVE = None
+        dist.destroy_process_group()
+
+
+def _worker(rank: int, world: int, backend: str, init_method: str, dataset: RecDataset,
+            config: TrainConfig, kwargs: dict[str, Any], threads: int, out: str) -> None:
+    """A process of :func:`torch.multiprocessing.spawn` (files report back to the parent)."""
+    try:
+        path = _rank_main(rank, world, rank, backend, init_method, dataset, config, kwargs,
+                          threads)
+        if rank == 0:
+            Path(out, "result.json").write_text(json.dumps({"path": path}))
     except BefaVizError as e:
         Path(out, f"error-{rank}.json").write_text(json.dumps(
             {"type": type(e).__name__, "message": str(e)}))
         raise
-    finally:
-        _ACTIVE = None
-        dist.destroy_process_group()
 
 
 def train_ddp(
@@ -215,6 +258,12 @@ def train_ddp(
     evaluation, provenance); the other ranks only contribute gradients. The run is the same
     kind of folder as a single-process run and resumes with or without DDP.
 
+    In a process started by ``torchrun`` (:func:`torchrun_env`; one or several nodes), this
+    process is one rank of the launcher's job: it joins it from the environment
+    (``env://``) and spawns nothing; ``n_procs`` must equal ``WORLD_SIZE``, the workspace
+    must be at the same path on every node (a shared filesystem), and nccl ranks use GPU
+    ``LOCAL_RANK``.
+
     Args:
         dataset: Dataset with train/valid/test splits.
         config: Resolved training configuration (``device`` ``cpu`` or ``cuda``).
@@ -228,11 +277,13 @@ def train_ddp(
         backend: ``"gloo"`` or ``"nccl"``; default nccl for a CUDA device, else gloo.
 
     Returns:
-        The complete :class:`~befa_viz.train.Run`.
+        The complete :class:`~befa_viz.train.Run` (under torchrun: on every rank, or
+        ``None`` on ranks other than 0 when nothing was trained, e.g. a complete run).
 
     Raises:
-        ConfigError: ``n_procs`` < 1, more GPU processes than GPUs, an unknown backend; the
-            errors of :func:`~befa_viz.train.train` (re-raised from rank 0).
+        ConfigError: ``n_procs`` < 1, more GPU processes than GPUs, an unknown backend,
+            ``n_procs`` other than torchrun's ``WORLD_SIZE``; the errors of
+            :func:`~befa_viz.train.train` (re-raised from rank 0).
     """
     import torch.multiprocessing as mp
 
@@ -241,6 +292,11 @@ def train_ddp(
 
     if n_procs < 1:
         raise ConfigError(f"--devices must be >= 1; got {n_procs}.")
+    launched = torchrun_env()
+    if launched is not None and launched[1] > 1:
+        return _train_launched(launched, dataset, config, n_procs, backend, {
+            "runs_dir": str(runs_dir), "name": name, "resume": resume, "overwrite": overwrite,
+            "progress": progress})
     if n_procs == 1:
         return train(dataset, config, runs_dir=runs_dir, name=name, resume=resume,
                      overwrite=overwrite, progress=progress)
@@ -270,3 +326,30 @@ def train_ddp(
             raise
         path = json.loads(Path(out, "result.json").read_text())["path"]
     return Run.load(path, device=config.device)
+
+
+def _train_launched(launched: tuple[int, int, int, int], dataset: RecDataset,
+                    config: TrainConfig, n_procs: int, backend: str | None,
+                    kwargs: dict[str, Any]) -> Any:  # -> befa_viz.train.Run | None
+    """This process is one rank of a ``torchrun`` job: join it (``env://``), no spawning."""
+    from befa_viz.train import Run
+
+    rank, world, local_rank, local_world = launched
+    if n_procs != world:
+        raise ConfigError(f"--devices {n_procs} but the launcher started {world} processes "
+                          "(WORLD_SIZE); drop --devices under torchrun, or make them equal.")
+    cuda = str(config.device).startswith("cuda")
+    backend = backend or ("nccl" if cuda else "gloo")
+    if backend not in ("gloo", "nccl"):
+        raise ConfigError(f"backend {backend!r} is not one of 'gloo', 'nccl'.")
+    if backend == "nccl" and not cuda:
+        raise ConfigError("backend 'nccl' needs device 'cuda'; use gloo on CPU.")
+    if cuda and torch.cuda.device_count() <= local_rank:
+        raise ConfigError(f"rank {rank} is local rank {local_rank} but this node has "
+                          f"{torch.cuda.device_count()} GPU(s); start at most that many "
+                          "processes per node (torchrun --nproc-per-node).")
+    threads = max(1, (os.cpu_count() or 1) // max(1, local_world))
+    log.info("rank %d of %d (torchrun), %s", rank, world, backend)
+    path = _rank_main(rank, world, local_rank, backend, "env://", dataset, config, kwargs,
+                      threads)
+    return None if path is None else Run.load(path, device=config.device)
