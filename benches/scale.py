@@ -20,7 +20,10 @@ results are checked equal to the single-process ones. Per engine it reports:
   start-up); Ray, the sum over workers of items / task seconds. Their ratio is the
   steady-state speed-up;
 * **task seconds** — the workers' summed task time against the single process's compute
-  time (robust to other load: > 1 means per-task overhead or CPU contention);
+  time (> 1: per-task overhead, or CPU contention with the other worker and other jobs);
+* **CPU s/item** — CPU seconds per item of the workers' tasks (single process: of the
+  job), which other load on the machine hardly changes: equal figures mean no per-task
+  overhead of ours, whatever the wall times;
 * **peak RSS** per worker (``ru_maxrss``) and the load average before and after each job.
 
 One torch thread per process throughout. The whole table, on an idle 2-core machine, in
@@ -75,6 +78,7 @@ def _ray_row(eng: RayEngine, seconds: float, local: dict[str, Any], load0: float
             "task_seconds": st.get("worker_seconds"),
             "task_over_local_compute": st.get("worker_seconds", 0.0)
             / max(local["seconds"] - local["startup_seconds"], 1e-9),
+            "cpu_seconds_per_item": st.get("worker_cpu_seconds", 0.0) / max(st["items"], 1),
             "peak_rss_mb": [round(r) for r in rss], "tasks": st.get("tasks"),
             "load": [load0, load()]}
 
@@ -87,11 +91,13 @@ def bench_encode(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     t = time.perf_counter()
     enc = create_encoder(KEY, modality="image")
     built = time.perf_counter() - t
+    cpu = time.process_time()
     local = encode_catalog(cat, enc, cache=Cache(out / "enc-local"), **kw)
     seconds = time.perf_counter() - t
     res: dict[str, Any] = {"items": len(cat), "local": {
         "seconds": seconds, "startup_seconds": built,
         "steady_items_per_min": 60 * len(cat) / (seconds - built), "peak_rss_mb": [rss_mb()],
+        "cpu_seconds_per_item": (time.process_time() - cpu) / len(cat),
         "load": [load0, load()]}}
     for w in args.workers:
         eng = RayEngine(num_workers=w)
@@ -135,14 +141,17 @@ def bench_attribution(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         _ = r.model
     encoder_for_run(run, "image")
     built = time.perf_counter() - t
+    cpu = time.process_time()
     local = explain_items(cache=out / "attr-local", **kw)
     seconds = time.perf_counter() - t
+    cpu = time.process_time() - cpu
     ds = ws.load_dataset("toy")  # top_drift explains every item with training users
     counts = np.bincount(ds.interactions.train().item_idx, minlength=ds.n_items)
     n = int(sum(bool(c) and ds.catalog.has_image(i) for i, c in enumerate(counts)))
     res: dict[str, Any] = {"items": n, "steps": args.steps,
                            "local": {"seconds": seconds, "startup_seconds": built,
                                      "steady_items_per_min": 60 * n / (seconds - built),
+                                     "cpu_seconds_per_item": cpu / n,
                                      "peak_rss_mb": [rss_mb()], "load": [load0, load()]}}
     print("attribution local", json.dumps(res["local"]), flush=True)
     for w in args.workers:
@@ -162,8 +171,8 @@ def bench_attribution(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 def table(report: dict[str, Any], workers: list[int]) -> str:
     """The markdown table of the run (one row per job and engine)."""
     lines = ["| job | engine | end to end | speed-up | start-up | steady items/min | "
-             "steady speed-up | task s / local compute s | peak RSS/worker | load |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "steady speed-up | task s / local compute s | CPU s/item | peak RSS/worker | "
+             "load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for job in ("encode", "attribution"):
         r = report.get(job)
         if not r:
@@ -181,6 +190,7 @@ def table(report: dict[str, Any], workers: list[int]) -> str:
                 f"{e['steady_items_per_min']:.1f} | "
                 f"{e['steady_items_per_min'] / loc['steady_items_per_min']:.2f}x | "
                 f"{'-' if ratio is None else f'{ratio:.2f}'} | "
+                f"{e['cpu_seconds_per_item']:.3g} | "
                 f"{'/'.join(f'{m:.0f}' for m in e['peak_rss_mb'])} MiB | "
                 f"{e['load'][0]:.1f}→{e['load'][1]:.1f} |")
     return "\n".join(lines)

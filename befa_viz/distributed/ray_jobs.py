@@ -216,14 +216,16 @@ class _EncodeWorker:
     def run(self, k: int, shard: tuple[int, int], kwargs: dict[str, Any]) -> dict[str, Any]:
         from befa_viz.encoders.store import encode_catalog
 
-        t0, wall0 = time.perf_counter(), time.time()
+        t0, wall0, cpu0 = time.perf_counter(), time.time(), time.process_time()
         encode_catalog(self.catalog, self.encoder, shard=shard, merge=False, progress=False,
                        **kwargs)
-        return _task_result(k, t0, wall0)
+        return _task_result(k, t0, wall0, cpu0)
 
 
-def _task_result(k: int, t0: float, wall0: float, **extra: Any) -> dict[str, Any]:
-    return {"k": k, "seconds": time.perf_counter() - t0, "start": wall0, "pid": os.getpid(),
+def _task_result(k: int, t0: float, wall0: float, cpu0: float, **extra: Any
+                 ) -> dict[str, Any]:
+    return {"k": k, "seconds": time.perf_counter() - t0, "start": wall0,
+            "cpu_seconds": time.process_time() - cpu0, "pid": os.getpid(),
             "rss_mb": _peak_rss_mb(), **extra}
 
 
@@ -249,9 +251,9 @@ class _ExplainWorker:
 
         if self.error is not None:
             raise self.error
-        t0, wall0 = time.perf_counter(), time.time()
+        t0, wall0, cpu0 = time.perf_counter(), time.time(), time.process_time()
         explain_items(item_ids, progress=False, **kwargs)
-        return _task_result(k, t0, wall0)
+        return _task_result(k, t0, wall0, cpu0)
 
 
 def _cause(ray: Any, err: Exception) -> BaseException:
@@ -306,7 +308,8 @@ def _run_pool(ray: Any, engine: RayEngine, make_actor: Callable[[], Any], n_work
 
 def _summarise(engine: RayEngine, results: list[dict[str, Any]], n_workers: int,
                n_tasks: int, seconds: float) -> None:
-    """Job figures: wall and summed task seconds, peak RSS per worker, and start-up apart
+    """Job figures: wall, summed task and task CPU seconds (the last is robust to other
+    load on the machine), peak RSS per worker, and start-up apart
     from steady state: ``actor_start_seconds`` (pool created → the last actor's first task
     starts: process, imports, encoder and runs) and ``steady_items_per_min`` (the workers'
     items per second of task time, summed over workers: the rate once actors are warm)."""
@@ -324,6 +327,7 @@ def _summarise(engine: RayEngine, results: list[dict[str, Any]], n_workers: int,
     engine.stats.update(
         workers=n_workers, tasks=n_tasks, items=sum(items.values()), seconds=round(seconds, 3),
         worker_seconds=round(sum(busy.values()), 3),
+        worker_cpu_seconds=round(sum(float(r.get("cpu_seconds", 0.0)) for r in results), 3),
         steady_items_per_min=round(sum(60.0 * items[p] / busy[p] for p in busy if busy[p] > 0),
                                    2),
         peak_rss_mb={str(p): round(v, 1) for p, v in sorted(rss.items())})
@@ -528,11 +532,11 @@ class _BenchmarkWorker:
             target: str, idx: list[int]) -> dict[str, Any]:
         if self.error is not None:
             raise self.error
-        t0, wall0 = time.perf_counter(), time.time()
+        t0, wall0, cpu0 = time.perf_counter(), time.time(), time.process_time()
         job = self.jobs[name]
         before = job.n_computed
         maps(job, variant, method, target, idx)
-        return _task_result(k, t0, wall0, maps=job.n_computed - before)
+        return _task_result(k, t0, wall0, cpu0, maps=job.n_computed - before)
 
 
 def prefill_benchmark(jobs: Mapping[str, Any],
