@@ -88,8 +88,11 @@ class RayEngine:
         connect_timeout: Seconds to wait for the cluster at ``address`` before one clear
             error (a closed port fails at once; a port that answers but is no Ray head
             costs one of Ray's own connection attempts, about 40 s).
-        stats: Filled by each job: workers, tasks, seconds, Ray start-up seconds, peak RSS per
-            worker (MiB).
+        stats: Filled by each job: ``workers``, ``tasks``, ``items``, ``seconds`` (wall),
+            ``startup_seconds`` (``ray.init``), ``actor_start_seconds`` (pool created → the
+            last actor's first task), ``worker_seconds`` / ``worker_cpu_seconds`` (summed
+            over tasks), ``steady_items_per_min`` (once warm), ``peak_rss_mb`` per worker;
+            the benchmark adds ``maps`` (computed on Ray).
 
     Example:
         >>> RayEngine(num_workers=2).address is None
