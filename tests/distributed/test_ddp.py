@@ -81,13 +81,16 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
             "--seed", str(TRAIN["seed"]), "--epochs", "2", "--no-progress", "-w", str(ws.root)]
     for o in TRAIN["overrides"]:
         args += ["--set", o]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]),
-        "OMP_NUM_THREADS": "1"}
+    # a clean environment: the launcher's ranks must not inherit what other tests set
+    keep = ("PATH", "HOME", "TMPDIR", "LANG", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+            "TORCH_HOME", "XDG_CACHE_HOME")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]))
     r = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m",
                         "befa_viz.cli", "train", *args], env=env, capture_output=True,
                        text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, (r.stdout + r.stderr)[:3000] + " ... " + r.stderr[-3000:]
     assert r.stdout.count("run: ") == 1  # rank 0 reports
     ddp = Run.load(next(p for p in ws.runs_dir.iterdir() if p.is_dir()))
     np.testing.assert_allclose([h["loss"] for h in ddp.metrics["history"]],
