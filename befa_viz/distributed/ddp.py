@@ -212,6 +212,7 @@ def _rank_main(rank: int, world: int, local_rank: int, backend: str, init_method
             box = [str(run.path)]
             if ctx.started:
                 dist.broadcast_object_list(box, src=0)
+                dist.barrier()  # nobody tears the group down while another still receives
         else:
             features = select_features(config, dataset.n_items, dataset.fingerprint())
             model = build_model(config, dataset, {m: f.values for m, f in features.items()})
@@ -220,6 +221,7 @@ def _rank_main(rank: int, world: int, local_rank: int, backend: str, init_method
             except _NothingToTrain:
                 return None
             dist.broadcast_object_list(box, src=0)
+            dist.barrier()
         return None if box[0] is None else str(box[0])
     finally:
         _ACTIVE = None

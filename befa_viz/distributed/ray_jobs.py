@@ -306,6 +306,12 @@ def _run_pool(ray: Any, engine: RayEngine, make_actor: Callable[[], Any], n_work
             bar.close()
         for a in actors:
             ray.kill(a)
+        if len(out) < len(tasks):  # stopped early: wait until the actors are gone, so that
+            for a in actors:  # nothing is written after the error reaches the caller
+                try:
+                    ray.get(a.__ray_ready__.remote(), timeout=30)
+                except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                    pass  # dead, as asked (or still dying after 30 s: Ray's to finish)
     return out
 
 
