@@ -1033,8 +1033,9 @@ def benchmark_cmd(
                    f"mask, {p['items_unusable_mask']} skipped (unusable mask)")
     if ray_engine is not None:
         st = ray_engine.stats
-        typer.echo(f"Ray: {st.get('maps', 0)} maps computed by {st.get('workers', 0)} "
-                   f"worker(s) in {st.get('seconds', 0.0):.0f} s, then served from the cache")
+        typer.echo(f"Ray: {st['maps']} maps computed by {st['workers']} worker(s) in "
+                   f"{st['seconds']:.0f} s, then served from the cache" if st.get("maps") else
+                   "Ray: not started, every map was in the cache")
     typer.echo(f"maps: {p['maps_computed']} computed, {p['maps_cached']} from the cache; "
                f"{p['seconds']:.0f} s")
     typer.echo(f"report: {result.paths['report.html']}")
