@@ -461,16 +461,18 @@ def prefill_attributions(item_ids: Sequence[str], kwargs: dict[str, Any],
                          engine: RayEngine, *, items_per_task: int = 8) -> dict[str, Any]:
     """Compute every map and score :func:`~befa_viz.pipeline.explain_items` needs, on Ray.
 
-    Actors call ``explain_items(batch, **kwargs)`` on batches of ``items_per_task`` items;
-    results land in the attribution cache named in ``kwargs`` (entries are atomic, so a
-    batch that was interrupted is recomputed and a finished one is served from the cache).
+    Actors call ``explain_items(batch, **kwargs)`` on batches of at most ``items_per_task``
+    items, fewer when that gives each worker at least :data:`TASKS_PER_WORKER` tasks (so the
+    workers finish together); results land in the attribution cache named in ``kwargs``
+    (entries are atomic, so a batch that was interrupted is recomputed and a finished one is
+    served from the cache).
 
     Args:
         item_ids: Raw item ids to explain.
         kwargs: ``explain_items`` keyword arguments (``workspace`` and ``run`` as paths,
             ``use_cache`` true).
         engine: Where to run.
-        items_per_task: Items per actor call.
+        items_per_task: Most items per actor call (and per attribution batch).
 
     Returns:
         ``engine.stats`` of this job.
@@ -486,8 +488,9 @@ def prefill_attributions(item_ids: Sequence[str], kwargs: dict[str, Any],
     ray = engine.init()
     t0 = time.perf_counter()
     ids = [str(i) for i in item_ids]
-    batches = [ids[s: s + items_per_task] for s in range(0, len(ids), items_per_task)]
     n_workers = engine.workers(ray)
+    size = min(int(items_per_task), max(1, -(-len(ids) // (TASKS_PER_WORKER * n_workers))))
+    batches = [ids[s: s + size] for s in range(0, len(ids), size)]
     worker = engine._actor(ray, _ExplainWorker)
     results = _run_pool(
         ray, engine, lambda: worker.remote(engine.threads_per_worker, kwargs), n_workers,
