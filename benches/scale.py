@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -83,8 +84,16 @@ def _ray_row(eng: RayEngine, seconds: float, local: dict[str, Any], load0: float
             "load": [load0, load()]}
 
 
+def cold(folder: Path) -> Path:
+    """An empty cache folder: every job of the bench starts cold, even when --out is reused."""
+    shutil.rmtree(folder, ignore_errors=True)
+    return folder
+
+
 def bench_encode(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     cat = movielens_catalog(args.encode_items)
+    for name in ["enc-local", *[f"enc-ray{w}" for w in args.workers]]:
+        cold(out / name)
     kw = {"dataset_fingerprint": "bench", "dataset_name": "ml", "chunk_size": args.chunk_size,
           "batch_size": args.batch_size}
     load0 = load()
@@ -124,13 +133,15 @@ def bench_attribution(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from befa_viz.testing import toy_dataset
     from befa_viz.workspace import Workspace
 
-    ws = Workspace(out / "ws")
+    ws = Workspace(out / f"ws-{args.attr_items}")  # one toy shop per size
     if not (ws.dataset_dir("toy") / "dataset.json").is_file():
         toy_dataset(n_users=40, n_items=args.attr_items, folder=ws.root / "img").save(
             ws.dataset_dir("toy"))
     encode_dataset(ws, "toy", image_encoder=KEY, text_encoder="tiny:text")
     for adapter in ("none", "befa"):
         train_model(ws, model="vbpr", adapter=adapter, dataset="toy", epochs=2, resume=True)
+    for name in ["attr-local", *[f"attr-ray{w}" for w in args.workers]]:
+        cold(out / name)
     kw = {"top_drift": args.attr_items, "workspace": ws, "method": "ig", "n_steps": args.steps,
           "baseline": "blur", "faithfulness_steps": 8, "batch_size": args.attr_batch}
     clear_memos()
