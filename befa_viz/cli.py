@@ -411,18 +411,26 @@ def _workers_option() -> Any:
                         help="--engine ray: actors (default: one per CPU of the cluster).")
 
 
-def _engine(engine: str, address: str | None, workers: int | None, progress: bool) -> Any:
+def _timeout_option() -> Any:
+    return typer.Option(None, "--connect-timeout", min=1.0,
+                        help="--engine ray with --address: give up joining the cluster after "
+                             "this many seconds (30).")
+
+
+def _engine(engine: str, address: str | None, workers: int | None, progress: bool,
+            connect_timeout: float | None = None) -> Any:
     if engine not in ("local", "ray"):
         raise typer.BadParameter(f"{engine!r} is not one of local, ray.", param_hint="--engine")
     if engine != "ray":
-        if address is not None or workers is not None:
-            raise typer.BadParameter("--address and --workers need --engine ray.",
-                                     param_hint="--engine")
+        if address is not None or workers is not None or connect_timeout is not None:
+            raise typer.BadParameter("--address, --workers and --connect-timeout need "
+                                     "--engine ray.", param_hint="--engine")
         return None
     from befa_viz.distributed import RayEngine, require_ray
 
     require_ray()
-    return RayEngine(address=address, num_workers=workers, progress=progress)
+    return RayEngine(address=address, num_workers=workers, progress=progress,
+                     connect_timeout=30.0 if connect_timeout is None else connect_timeout)
 
 
 @app.command("encode")
@@ -458,6 +466,7 @@ def encode_cmd(
     engine: str = _engine_option(),
     address: str = _address_option(),
     workers: int = _workers_option(),
+    connect_timeout: float = _timeout_option(),
 ) -> None:
     """Encode item images and texts into the workspace feature store (reused when unchanged)."""
     progress = _progress(progress)
@@ -472,7 +481,7 @@ def encode_cmd(
         text_field=text_field, chunk_size=chunk_size,
         resize=resize if _key(image_encoder) else None,
         pad_fill=pad_fill if _key(image_encoder) else None,
-        engine=_engine(engine, address, workers, progress),
+        engine=_engine(engine, address, workers, progress, connect_timeout),
     )
     typer.echo(f"dataset: {result.dataset}")
     for modality, path in result.items():
@@ -616,12 +625,19 @@ def train_cmd(
 
     if train_features is not None:  # an explicit flag wins over --set and the config
         set_ = [*(set_ or []), f"train_features={str(train_features).lower()}"]
+    from befa_viz.distributed import torchrun_env
+
+    launched = torchrun_env()  # torchrun ... -m befa_viz.cli train: one rank of its job
+    if launched is not None and devices == 1:
+        devices = launched[1]
     run = train_model(
         workspace, model=model, adapter=adapter, dataset=dataset,
         features=_features_arg(image_features, text_features, features), config_file=config,
         overrides=set_, seed=seed, epochs=epochs, device=device, resume=resume,
         overwrite=overwrite, progress=progress, devices=devices,
     )
+    if launched is not None and launched[0] != 0:
+        return  # rank 0 reports
     typer.echo(f"dataset: {run.info['dataset']}")
     for m, prov in run.info.get("features", {}).items():
         typer.echo(f"{m} features: {prov['path']} [{prov.get('encoder') or 'unknown encoder'}]")
@@ -833,6 +849,7 @@ def heatmap_cmd(
     engine: str = _engine_option(),
     address: str = _address_option(),
     workers: int = _workers_option(),
+    connect_timeout: float = _timeout_option(),
 ) -> None:
     """Attribute items' images or texts without and with BeFA; write reports and scores.
 
@@ -855,7 +872,7 @@ def heatmap_cmd(
     ids: Any = item if item is not None else (_id_list(items) if items is not None else None)
     if items is not None and not ids:
         raise typer.BadParameter("no item ids in --items.", param_hint="--items")
-    ray_engine = _engine(engine, address, workers, progress)
+    ray_engine = _engine(engine, address, workers, progress, connect_timeout)
     if ray_engine is not None and no_cache:
         raise typer.BadParameter("--engine ray hands maps back through the cache; drop "
                                  "--no-cache.", param_hint="--engine")
@@ -984,6 +1001,10 @@ def benchmark_cmd(
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Attribution cache folder."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     workspace: str = typer.Option(None, "--workspace", "-w", help=_WS_HELP),
+    engine: str = _engine_option(),
+    address: str = _address_option(),
+    workers: int = _workers_option(),
+    connect_timeout: float = _timeout_option(),
 ) -> None:
     """Score attribution methods against ground-truth masks (shop or garments), with controls."""
     progress = _progress(progress)
@@ -998,13 +1019,22 @@ def benchmark_cmd(
              "targets": _id_list(targets) if targets is not None else None,
              "text_methods": _id_list(text_methods) if text_methods is not None else None}
     opts.update({k: v for k, v in flags.items() if v is not None})
+    ray_engine = _engine(engine, address, workers, progress, connect_timeout)
+    if ray_engine is not None and no_cache:
+        raise typer.BadParameter("--engine ray hands maps back through the cache; drop "
+                                 "--no-cache.", param_hint="--engine")
     result = run_benchmark(workspace, **opts, out_dir=out, use_cache=not no_cache,
-                           cache_dir=cache_dir, progress=progress)
+                           cache_dir=cache_dir, progress=progress, engine=ray_engine)
     typer.echo(result.format())
     p = result.params
     if p.get("truth") != "synthetic":
         typer.echo(f"garment masks: {p['items_usable_mask']} explainable items with a usable "
                    f"mask, {p['items_unusable_mask']} skipped (unusable mask)")
+    if ray_engine is not None:
+        st = ray_engine.stats
+        typer.echo(f"Ray: {st['maps']} maps computed by {st['workers']} worker(s) in "
+                   f"{st['seconds']:.0f} s, then served from the cache" if st.get("maps") else
+                   "Ray: not started, every map was in the cache")
     typer.echo(f"maps: {p['maps_computed']} computed, {p['maps_cached']} from the cache; "
                f"{p['seconds']:.0f} s")
     typer.echo(f"report: {result.paths['report.html']}")

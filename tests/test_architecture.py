@@ -37,17 +37,10 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("frontends", frozenset({"explore", "demo", "cli", "testing"})),
 )
 
-#: Known edges that break the rules, each with the fix it waits for. Owned by the
-#: distributed/ work; remove an entry when its edge is gone (the last test checks that).
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("befa_viz.distributed.ray_jobs", "befa_viz.pipeline"):
-        "the Ray explain worker calls pipeline.explain_items (an engine calling a verb); "
-        "pass the verb to prefill_attributions instead",
-    ("befa_viz.distributed.ddp", "befa_viz.train"):
-        "the DDP worker calls train.train, and train.trainer imports distributed.ddp",
-    ("befa_viz.distributed.ddp", "befa_viz.train.run"): "as above (lazy, in _worker)",
-    ("befa_viz.distributed.ddp", "befa_viz.train.trainer"): "as above (lazy, in _worker)",
-}
+#: Known edges that break the rules, each with the fix it waits for (none today: the Ray jobs
+#: that run verbs live beside their verbs, and the DDP context the training loop reads is apart
+#: from the launcher that calls it); remove an entry when its edge is gone (a test checks that).
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def _modules() -> dict[str, Path]:

@@ -288,6 +288,7 @@ def run_benchmark(
     batch_size: int = 8,
     threads: int | None = 1,
     progress: bool = False,
+    engine: Any = None,
 ) -> BenchmarkResult:
     """Score attribution methods and targets against a dataset's ground-truth masks.
 
@@ -331,6 +332,8 @@ def run_benchmark(
         batch_size: Items per attribution call.
         threads: Torch threads during the call (restored after); ``None`` leaves them.
         progress: Show a progress bar over the maps.
+        engine: A :class:`~befa_viz.distributed.RayEngine`: compute the missing maps on Ray
+            actors first (same keys and batches, into the cache), then score as usual.
 
     Returns:
         The :class:`BenchmarkResult`.
@@ -426,6 +429,15 @@ def run_benchmark(
                 log.warning(text_note)
 
         plan = _plan(methods, per_method, picked, expensive, text_methods, text_idx)
+        if engine is not None:  # missing maps on Ray actors; the loops below read the cache
+            from befa_viz.benchmark.on_ray import prefill_benchmark
+
+            sets = {"image": lambda m: picked if m in CHEAP_METHODS else expensive,
+                    "text": lambda m: text_idx}
+            prefill_benchmark(jobs, [(mod, v, m, "random" if t == "-" else t, sets[mod](m))
+                                     for mod, m, t, _ in plan
+                                     for v in (("control",) if t == "-" else _variants_of(t))],
+                              _maps, engine)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -501,7 +513,7 @@ def benchmark_options(options: Mapping[str, Any], where: str = "options") -> dic
     from befa_viz.registry import closest
 
     valid = [p for p in inspect.signature(run_benchmark).parameters
-             if p not in ("workspace", "progress")]
+             if p not in ("workspace", "progress", "engine")]
     for k in options:
         if k not in valid:
             near = closest(str(k), valid)

@@ -1,8 +1,10 @@
 """Data-parallel training on several processes with ``torch.distributed``.
 
 :func:`train_ddp` spawns ``N`` processes on this machine (gloo on CPU, nccl with one GPU per
-process), and :func:`befa_viz.train.trainer.fit` asks :func:`active` whether it runs inside one;
-if so it calls the few hooks of :class:`DDPContext`:
+process) or, in a process started by ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``
+set; any number of nodes), joins the launcher's job from the environment instead; and
+:func:`befa_viz.train.trainer.fit` asks :func:`active` whether it runs inside one; if so it
+calls the few hooks of :class:`DDPContext`:
 
 * **start** — rank 0 broadcasts its :class:`~befa_viz.train.TrainState` (fresh, or loaded from
   the run's checkpoint on ``--resume``) and its weights, so every rank starts identical;
@@ -27,129 +29,28 @@ import logging
 import os
 import socket
 import tempfile
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
+from befa_viz.distributed.context import (
+    DDPContext,
+    _NothingToTrain,
+    active,
+    set_active,
+    torchrun_env,
+)
 from befa_viz.errors import BefaVizError, ConfigError
 
 if TYPE_CHECKING:
     from befa_viz.data.types import RecDataset
     from befa_viz.train.config import TrainConfig
-    from befa_viz.train.trainer import TrainState
 
-__all__ = ["DDPContext", "active", "train_ddp"]
+__all__ = ["DDPContext", "active", "torchrun_env", "train_ddp"]
 
 log = logging.getLogger(__name__)
-
-_ACTIVE: DDPContext | None = None
-
-
-def active() -> DDPContext | None:
-    """The context of the DDP worker this process is, or ``None`` (a plain process)."""
-    return _ACTIVE
-
-
-class _NothingToTrain(Exception):
-    """Rank 0 finished without training (a complete run, or an error before the first epoch)."""
-
-
-@dataclass
-class DDPContext:
-    """One rank of a data-parallel job (the hooks :func:`~befa_viz.train.trainer.fit` calls).
-
-    Attributes:
-        rank: This process's rank.
-        world_size: Number of processes.
-        device: Torch device of this rank's tensors.
-        started: Whether :meth:`start` ran (rank 0 tells the others when it never will).
-    """
-
-    rank: int
-    world_size: int
-    device: torch.device
-    started: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def start(self, model: torch.nn.Module, state: TrainState | None) -> TrainState | None:
-        """Give every rank rank 0's training state and weights; returns the state to use."""
-        import torch.distributed as dist
-
-        self.started = True
-        box: list[Any] = [("train", state if self.is_main else None)]
-        dist.broadcast_object_list(box, src=0)
-        kind, state = box[0]
-        if kind != "train":
-            raise _NothingToTrain
-        with torch.no_grad():
-            for t in [*model.parameters(), *model.buffers()]:
-                if t.layout == torch.strided:  # sparse graph buffers are built from the data
-                    dist.broadcast(t.data, src=0)
-        return state
-
-    def stop(self) -> None:
-        """Rank 0: tell the other ranks that no training follows."""
-        import torch.distributed as dist
-
-        if self.is_main and not self.started:
-            dist.broadcast_object_list([("stop", None)], src=0)
-
-    def shard(self, users: np.ndarray, pos: np.ndarray, neg: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        """This rank's contiguous share of a batch and its weight (share of the batch size).
-
-        A rank whose share is empty (a last batch smaller than the world) computes the first
-        triple with weight 0, so that every rank still joins the gradient all-reduce.
-        """
-        m = len(users)
-        lo, hi = m * self.rank // self.world_size, m * (self.rank + 1) // self.world_size
-        if hi == lo:
-            return users[:1], pos[:1], neg[:1], 0.0
-        return users[lo:hi], pos[lo:hi], neg[lo:hi], (hi - lo) / m
-
-    def sync_grads(self, params: list[torch.nn.Parameter]) -> None:
-        """Sum the weighted gradients of all ranks (one flat all-reduce)."""
-        import torch.distributed as dist
-
-        grads = []
-        for p in params:
-            g = p.grad
-            if g is None:
-                g = torch.zeros_like(p)
-            elif g.is_sparse:
-                g = g.to_dense()
-            grads.append(g.reshape(-1))
-        flat = torch.cat(grads)
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.grad = flat[offset: offset + n].view_as(p).clone()
-            offset += n
-
-    def reduce_sum(self, value: float) -> float:
-        """Sum a number over the ranks."""
-        import torch.distributed as dist
-
-        t = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return float(t.item())
-
-    def end_epoch(self, state: TrainState) -> None:
-        """Adopt rank 0's early-stopping decision and torch RNG state."""
-        import torch.distributed as dist
-
-        box: list[Any] = [(bool(state.stopped_early), torch.get_rng_state())]
-        dist.broadcast_object_list(box, src=0)
-        state.stopped_early = bool(box[0][0])
-        torch.set_rng_state(box[0][1])
 
 
 def _free_port() -> int:
@@ -158,9 +59,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _worker(rank: int, world: int, backend: str, init_method: str, dataset: RecDataset,
-            config: TrainConfig, kwargs: dict[str, Any], threads: int, out: str) -> None:
-    global _ACTIVE
+def _rank_main(rank: int, world: int, local_rank: int, backend: str, init_method: str,
+               dataset: RecDataset, config: TrainConfig, kwargs: dict[str, Any],
+               threads: int) -> str | None:
+    """One rank's share of a job; returns the run folder (rank 0 sends it to every rank),
+    or ``None`` on ranks other than 0 when nothing was trained (e.g. a complete run)."""
     import torch.distributed as dist
 
     from befa_viz.train.run import select_features, train
@@ -168,33 +71,50 @@ def _worker(rank: int, world: int, backend: str, init_method: str, dataset: RecD
 
     torch.set_num_threads(threads)
     if backend == "nccl":
-        torch.cuda.set_device(rank)
+        torch.cuda.set_device(local_rank)
     dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world,
                             timeout=timedelta(minutes=30))
-    device = torch.device(f"cuda:{rank}" if backend == "nccl" else "cpu")
+    device = torch.device(f"cuda:{local_rank}" if backend == "nccl" else "cpu")
     ctx = DDPContext(rank, world, device)
-    _ACTIVE = ctx
+    set_active(ctx)
     try:
+        box: list[Any] = [None]
         if rank == 0:
             try:
                 run = train(dataset, config, **kwargs)
             finally:
                 ctx.stop()
-            Path(out, "result.json").write_text(json.dumps({"path": str(run.path)}))
+            box = [str(run.path)]
+            if ctx.started:
+                dist.broadcast_object_list(box, src=0)
+                dist.barrier()  # nobody tears the group down while another still receives
         else:
             features = select_features(config, dataset.n_items, dataset.fingerprint())
             model = build_model(config, dataset, {m: f.values for m, f in features.items()})
             try:
                 fit(model, dataset, config)
             except _NothingToTrain:
-                pass
+                return None
+            dist.broadcast_object_list(box, src=0)
+            dist.barrier()
+        return None if box[0] is None else str(box[0])
+    finally:
+        set_active(None)
+        dist.destroy_process_group()
+
+
+def _worker(rank: int, world: int, backend: str, init_method: str, dataset: RecDataset,
+            config: TrainConfig, kwargs: dict[str, Any], threads: int, out: str) -> None:
+    """A process of :func:`torch.multiprocessing.spawn` (files report back to the parent)."""
+    try:
+        path = _rank_main(rank, world, rank, backend, init_method, dataset, config, kwargs,
+                          threads)
+        if rank == 0:
+            Path(out, "result.json").write_text(json.dumps({"path": path}))
     except BefaVizError as e:
         Path(out, f"error-{rank}.json").write_text(json.dumps(
             {"type": type(e).__name__, "message": str(e)}))
         raise
-    finally:
-        _ACTIVE = None
-        dist.destroy_process_group()
 
 
 def train_ddp(
@@ -215,6 +135,12 @@ def train_ddp(
     evaluation, provenance); the other ranks only contribute gradients. The run is the same
     kind of folder as a single-process run and resumes with or without DDP.
 
+    In a process started by ``torchrun`` (:func:`torchrun_env`; one or several nodes), this
+    process is one rank of the launcher's job: it joins it from the environment
+    (``env://``) and spawns nothing; ``n_procs`` must equal ``WORLD_SIZE``, the workspace
+    must be at the same path on every node (a shared filesystem), and nccl ranks use GPU
+    ``LOCAL_RANK``.
+
     Args:
         dataset: Dataset with train/valid/test splits.
         config: Resolved training configuration (``device`` ``cpu`` or ``cuda``).
@@ -228,11 +154,13 @@ def train_ddp(
         backend: ``"gloo"`` or ``"nccl"``; default nccl for a CUDA device, else gloo.
 
     Returns:
-        The complete :class:`~befa_viz.train.Run`.
+        The complete :class:`~befa_viz.train.Run` (under torchrun: on every rank, or
+        ``None`` on ranks other than 0 when nothing was trained, e.g. a complete run).
 
     Raises:
-        ConfigError: ``n_procs`` < 1, more GPU processes than GPUs, an unknown backend; the
-            errors of :func:`~befa_viz.train.train` (re-raised from rank 0).
+        ConfigError: ``n_procs`` < 1, more GPU processes than GPUs, an unknown backend,
+            ``n_procs`` other than torchrun's ``WORLD_SIZE``; the errors of
+            :func:`~befa_viz.train.train` (re-raised from rank 0).
     """
     import torch.multiprocessing as mp
 
@@ -241,6 +169,11 @@ def train_ddp(
 
     if n_procs < 1:
         raise ConfigError(f"--devices must be >= 1; got {n_procs}.")
+    launched = torchrun_env()
+    if launched is not None and launched[1] > 1:
+        return _train_launched(launched, dataset, config, n_procs, backend, {
+            "runs_dir": str(runs_dir), "name": name, "resume": resume, "overwrite": overwrite,
+            "progress": progress})
     if n_procs == 1:
         return train(dataset, config, runs_dir=runs_dir, name=name, resume=resume,
                      overwrite=overwrite, progress=progress)
@@ -270,3 +203,30 @@ def train_ddp(
             raise
         path = json.loads(Path(out, "result.json").read_text())["path"]
     return Run.load(path, device=config.device)
+
+
+def _train_launched(launched: tuple[int, int, int, int], dataset: RecDataset,
+                    config: TrainConfig, n_procs: int, backend: str | None,
+                    kwargs: dict[str, Any]) -> Any:  # -> befa_viz.train.Run | None
+    """This process is one rank of a ``torchrun`` job: join it (``env://``), no spawning."""
+    from befa_viz.train import Run
+
+    rank, world, local_rank, local_world = launched
+    if n_procs != world:
+        raise ConfigError(f"--devices {n_procs} but the launcher started {world} processes "
+                          "(WORLD_SIZE); drop --devices under torchrun, or make them equal.")
+    cuda = str(config.device).startswith("cuda")
+    backend = backend or ("nccl" if cuda else "gloo")
+    if backend not in ("gloo", "nccl"):
+        raise ConfigError(f"backend {backend!r} is not one of 'gloo', 'nccl'.")
+    if backend == "nccl" and not cuda:
+        raise ConfigError("backend 'nccl' needs device 'cuda'; use gloo on CPU.")
+    if cuda and torch.cuda.device_count() <= local_rank:
+        raise ConfigError(f"rank {rank} is local rank {local_rank} but this node has "
+                          f"{torch.cuda.device_count()} GPU(s); start at most that many "
+                          "processes per node (torchrun --nproc-per-node).")
+    threads = max(1, (os.cpu_count() or 1) // max(1, local_world))
+    log.info("rank %d of %d (torchrun), %s", rank, world, backend)
+    path = _rank_main(rank, world, local_rank, backend, "env://", dataset, config, kwargs,
+                      threads)
+    return None if path is None else Run.load(path, device=config.device)

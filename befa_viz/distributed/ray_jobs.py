@@ -8,10 +8,18 @@ part, so that results, cache keys, manifests and resume are those of the single-
   ``encode_catalog(shard=(i, n), merge=False)`` for the shards that still have missing chunks.
   Every finished chunk is written atomically by the worker that computed it, so an interrupted
   job (Ctrl-C, a lost node) resumes from the chunks on disk; the driver merges once at the end.
-* **attribution** (:func:`prefill_attributions`): actors run
+* **attribution** (:func:`befa_viz.pipeline.on_ray.prefill_attributions`): actors run
   :func:`~befa_viz.pipeline.explain_items` on batches of item ids; every map and score lands in
   the workspace's attribution cache (atomic entries), and the driver's own ``explain_items``
   then serves everything from the cache (ranking, report, sanity checks).
+* **benchmark** (:func:`befa_viz.benchmark.on_ray.prefill_benchmark`): the driver finds which of the benchmark's maps
+  are not cached yet, actors compute them (one task per batch of items, the batches of the
+  single-process path) through the benchmark's own map function, and the benchmark then
+  serves every map from the cache and scores it as usual.
+
+This module is the engine (the actor pool, its bar, statistics and errors, and the encode job);
+the two verb-level jobs live beside their verbs and hand the pool what an actor runs, so the
+engine never imports a verb.
 
 Each actor builds its encoder (or opens its runs, through the pipeline's memos) once and reuses
 it for all its tasks. Workers need the workspace (dataset, images, feature store, runs) at the
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import resource
 import time
@@ -33,8 +42,7 @@ from befa_viz.cache import Cache
 from befa_viz.data.types import Catalog
 from befa_viz.errors import BefaVizError, ConfigError, Interrupted, MissingDependencyError
 
-__all__ = ["RayEngine", "RayWorkerLost", "encode_catalog_ray", "prefill_attributions",
-           "require_ray"]
+__all__ = ["RayEngine", "RayWorkerLost", "encode_catalog_ray", "require_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +88,14 @@ class RayEngine:
         threads_per_worker: Torch threads (and Ray CPUs) per actor.
         gpus_per_worker: GPUs per actor (``device`` must then be ``cuda``).
         progress: Show a progress bar over the whole job.
-        stats: Filled by each job: workers, tasks, seconds, Ray start-up seconds, peak RSS per
-            worker (MiB).
+        connect_timeout: Seconds to wait for the cluster at ``address`` before one clear
+            error (a closed port fails at once; a port that answers but is no Ray head
+            costs one of Ray's own connection attempts, about 40 s).
+        stats: Filled by each job: ``workers``, ``tasks``, ``items``, ``seconds`` (wall),
+            ``startup_seconds`` (``ray.init``), ``actor_start_seconds`` (pool created → the
+            last actor's first task), ``worker_seconds`` / ``worker_cpu_seconds`` (summed
+            over tasks), ``steady_items_per_min`` (once warm), ``peak_rss_mb`` per worker;
+            the benchmark adds ``maps`` (computed on Ray).
 
     Example:
         >>> RayEngine(num_workers=2).address is None
@@ -93,9 +107,13 @@ class RayEngine:
     threads_per_worker: int = 1
     gpus_per_worker: float = 0.0
     progress: bool = False
+    connect_timeout: float = 30.0
     stats: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.connect_timeout <= 0:
+            raise ConfigError(f"connect_timeout (--connect-timeout) must be > 0; got "
+                              f"{self.connect_timeout}.")
         if self.num_workers is not None and self.num_workers < 1:
             raise ConfigError(f"num_workers (--workers) must be >= 1; got {self.num_workers}.")
         if self.threads_per_worker < 1:
@@ -113,17 +131,65 @@ class RayEngine:
                 ray.init(num_cpus=n, _node_ip_address="127.0.0.1",
                          object_store_memory=256 * 1024**2, **common)
             else:
-                try:
-                    ray.init(address=self.address, **common)
-                except (ConnectionError, RuntimeError, ValueError) as e:
-                    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                    raise ConfigError(
-                        f"Cannot join the Ray cluster at --address {self.address!r} ({first}). "
-                        "Start one with 'ray start --head' (and 'ray start --address "
-                        "HEAD:6379' on the other nodes), or drop --address for a local Ray."
-                    ) from None
+                self._join(ray, common)
             self.stats["startup_seconds"] = round(time.perf_counter() - t0, 3)
         return ray
+
+    def _cannot_join(self, why: str) -> ConfigError:
+        return ConfigError(
+            f"Cannot join the Ray cluster at --address {self.address!r}: {why}. Check the "
+            "head's address and port ('ray status' on the head; the default port is 6379, "
+            "ray://HOST:10001 for Ray Client), start one with 'ray start --head' (and 'ray "
+            "start --address HEAD:6379' on the other nodes), use --address auto on a node of "
+            "the cluster, or drop --address for a local Ray.")
+
+    def _join(self, ray: Any, common: dict[str, Any]) -> None:
+        """Join ``self.address`` within about ``connect_timeout`` seconds, or one clear error.
+
+        Ray itself retries a wrong address for minutes (20 GCS connection attempts of about
+        40 s each). So the head's port is first probed over TCP (a closed port or an
+        unreachable host fails at once or after ``connect_timeout``), and Ray's attempts
+        are capped (``RAY_gcs_server_port_wait_time_s``, unless set) for a port that
+        answers but is not a Ray head.
+        """
+        import socket
+
+        target: str | None = self.address
+        if self.address == "auto":  # RAY_ADDRESS, or the cluster 'ray start' last recorded
+            from ray._private.services import canonicalize_bootstrap_address
+
+            try:
+                target = canonicalize_bootstrap_address("auto")
+            except ConnectionError:
+                raise self._cannot_join("no Ray cluster runs on this node (RAY_ADDRESS is "
+                                        "unset and 'ray start' recorded none)") from None
+        if target is not None:
+            hostport = target.split("://", 1)[-1].rsplit("/", 1)[0]
+            host, _, port = hostport.rpartition(":")
+            if not host or not port.isdigit():
+                raise self._cannot_join(f"{target!r} is not HOST:PORT")
+            try:
+                socket.create_connection((host.strip("[]"), int(port)),
+                                         timeout=self.connect_timeout).close()
+            except ConnectionRefusedError:
+                raise self._cannot_join(f"nothing listens on {host}:{port}") from None
+            except TimeoutError:
+                raise self._cannot_join(f"no answer from {host}:{port} within "
+                                        f"{self.connect_timeout:g} s") from None
+            except OSError as e:  # unknown host, no route, ...
+                raise self._cannot_join(f"{host}:{port}: {e.strerror or e}") from None
+        var = "RAY_gcs_server_port_wait_time_s"  # GCS connection attempts, about 1 s each
+        ours = var not in os.environ  # plus Ray's own per-attempt timeouts
+        if ours:
+            os.environ[var] = str(max(1, int(self.connect_timeout // 30)))
+        try:
+            ray.init(address=self.address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise self._cannot_join(first[:200]) from None
+        finally:
+            if ours:
+                os.environ.pop(var, None)
 
     def workers(self, ray: Any) -> int:
         if self.num_workers is not None:
@@ -156,26 +222,17 @@ class _EncodeWorker:
     def run(self, k: int, shard: tuple[int, int], kwargs: dict[str, Any]) -> dict[str, Any]:
         from befa_viz.encoders.store import encode_catalog
 
-        t0 = time.perf_counter()
+        t0, wall0, cpu0 = time.perf_counter(), time.time(), time.process_time()
         encode_catalog(self.catalog, self.encoder, shard=shard, merge=False, progress=False,
                        **kwargs)
-        return {"k": k, "seconds": time.perf_counter() - t0, "pid": os.getpid(),
-                "rss_mb": _peak_rss_mb()}
+        return _task_result(k, t0, wall0, cpu0)
 
 
-class _ExplainWorker:
-    """One actor: opens the runs and encoder once (pipeline memos), explains many batches."""
-
-    def __init__(self, threads: int) -> None:
-        _set_threads(threads)
-
-    def run(self, k: int, item_ids: list[str], kwargs: dict[str, Any]) -> dict[str, Any]:
-        from befa_viz.pipeline import explain_items
-
-        t0 = time.perf_counter()
-        explain_items(item_ids, progress=False, **kwargs)
-        return {"k": k, "seconds": time.perf_counter() - t0, "pid": os.getpid(),
-                "rss_mb": _peak_rss_mb()}
+def _task_result(k: int, t0: float, wall0: float, cpu0: float, **extra: Any
+                 ) -> dict[str, Any]:
+    return {"k": k, "seconds": time.perf_counter() - t0, "start": wall0,
+            "cpu_seconds": time.process_time() - cpu0, "pid": os.getpid(),
+            "rss_mb": _peak_rss_mb(), **extra}
 
 
 def _cause(ray: Any, err: Exception) -> BaseException:
@@ -192,6 +249,7 @@ def _run_pool(ray: Any, engine: RayEngine, make_actor: Callable[[], Any], n_work
     """Run ``actor.run(*task)`` over an actor pool; a bar counts ``sizes`` of finished tasks."""
     from ray.util import ActorPool
 
+    engine.stats["pool_start"] = time.time()
     actors = [make_actor() for _ in range(min(n_workers, len(tasks)))]
     pool = ActorPool(actors)
     bar = None
@@ -214,7 +272,7 @@ def _run_pool(ray: Any, engine: RayEngine, make_actor: Callable[[], Any], n_work
                     f"A Ray worker of '{desc}' died ({first[:200]}); {kept()}, a rerun "
                     "resumes. If it ran out of memory, use fewer workers (--workers) or a "
                     "smaller batch (--batch-size).") from None
-            out.append(res)
+            out.append({**res, "size": sizes[res["k"]]})
             if bar is not None:
                 bar.update(sizes[res["k"]])
     except KeyboardInterrupt:
@@ -224,17 +282,42 @@ def _run_pool(ray: Any, engine: RayEngine, make_actor: Callable[[], Any], n_work
             bar.close()
         for a in actors:
             ray.kill(a)
+        if len(out) < len(tasks):  # stopped early: wait until the actors are gone, so that
+            for a in actors:  # nothing is written after the error reaches the caller
+                try:
+                    ray.get(a.__ray_ready__.remote(), timeout=30)
+                except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                    pass  # dead, as asked (or still dying after 30 s: Ray's to finish)
     return out
 
 
 def _summarise(engine: RayEngine, results: list[dict[str, Any]], n_workers: int,
                n_tasks: int, seconds: float) -> None:
+    """Job figures: wall, summed task and task CPU seconds (the last is robust to other
+    load on the machine), peak RSS per worker, and start-up apart
+    from steady state: ``actor_start_seconds`` (pool created → the last actor's first task
+    starts: process, imports, encoder and runs) and ``steady_items_per_min`` (the workers'
+    items per second of task time, summed over workers: the rate once actors are warm)."""
     rss: dict[int, float] = {}
+    busy: dict[int, float] = {}
+    items: dict[int, int] = {}
+    first: dict[int, float] = {}
     for r in results:
-        rss[r["pid"]] = max(rss.get(r["pid"], 0.0), float(r["rss_mb"]))
-    engine.stats.update(workers=n_workers, tasks=n_tasks, seconds=round(seconds, 3),
-                        worker_seconds=round(sum(r["seconds"] for r in results), 3),
-                        peak_rss_mb={str(p): round(v, 1) for p, v in sorted(rss.items())})
+        p = r["pid"]
+        rss[p] = max(rss.get(p, 0.0), float(r["rss_mb"]))
+        busy[p] = busy.get(p, 0.0) + float(r["seconds"])
+        items[p] = items.get(p, 0) + int(r["size"])
+        first[p] = min(first.get(p, math.inf), float(r["start"]))
+    pool_start = engine.stats.pop("pool_start", None)
+    engine.stats.update(
+        workers=n_workers, tasks=n_tasks, items=sum(items.values()), seconds=round(seconds, 3),
+        worker_seconds=round(sum(busy.values()), 3),
+        worker_cpu_seconds=round(sum(float(r.get("cpu_seconds", 0.0)) for r in results), 3),
+        steady_items_per_min=round(sum(60.0 * items[p] / busy[p] for p in busy if busy[p] > 0),
+                                   2),
+        peak_rss_mb={str(p): round(v, 1) for p, v in sorted(rss.items())})
+    if pool_start is not None and first:
+        engine.stats["actor_start_seconds"] = round(max(first.values()) - pool_start, 3)
 
 
 def encode_catalog_ray(
@@ -348,44 +431,3 @@ def encode_catalog_ray(
     table.manifest["resumed_chunks"] = len(present)
     _summarise(engine, results, min(n_workers, len(shards)), len(shards), seconds)
     return table
-
-
-def prefill_attributions(item_ids: Sequence[str], kwargs: dict[str, Any],
-                         engine: RayEngine, *, items_per_task: int = 8) -> dict[str, Any]:
-    """Compute every map and score :func:`~befa_viz.pipeline.explain_items` needs, on Ray.
-
-    Actors call ``explain_items(batch, **kwargs)`` on batches of ``items_per_task`` items;
-    results land in the attribution cache named in ``kwargs`` (entries are atomic, so a
-    batch that was interrupted is recomputed and a finished one is served from the cache).
-
-    Args:
-        item_ids: Raw item ids to explain.
-        kwargs: ``explain_items`` keyword arguments (``workspace`` and ``run`` as paths,
-            ``use_cache`` true).
-        engine: Where to run.
-        items_per_task: Items per actor call.
-
-    Returns:
-        ``engine.stats`` of this job.
-
-    Raises:
-        ConfigError: ``use_cache`` is false (the cache is how results come back).
-    """
-    if not kwargs.get("use_cache", True):
-        raise ConfigError("--engine ray writes the maps into the attribution cache and reads "
-                          "them back; it cannot run with --no-cache.")
-    if items_per_task < 1:
-        raise ConfigError(f"items_per_task must be >= 1; got {items_per_task}.")
-    ray = engine.init()
-    t0 = time.perf_counter()
-    ids = [str(i) for i in item_ids]
-    batches = [ids[s: s + items_per_task] for s in range(0, len(ids), items_per_task)]
-    n_workers = engine.workers(ray)
-    worker = engine._actor(ray, _ExplainWorker)
-    results = _run_pool(
-        ray, engine, lambda: worker.remote(engine.threads_per_worker), n_workers,
-        [(b, kwargs) for b in batches], [len(b) for b in batches],
-        "attribute on Ray", "item", lambda: "finished batches are kept in the cache")
-    _summarise(engine, results, min(n_workers, len(batches)), len(batches),
-               time.perf_counter() - t0)
-    return engine.stats

@@ -388,11 +388,11 @@ def explain_items(
     options = _method_options(method, modality, n_steps, baseline, ds, encoder)
     cache_obj = cache if isinstance(cache, Cache) else (Cache(cache) if cache else ws.cache())
     if engine is not None:  # the same calls on Ray actors, one batch of items per task
-        from befa_viz.distributed import prefill_attributions
+        from befa_viz.pipeline.on_ray import prefill_attributions
 
         engine.progress = engine.progress or progress
         prefill_attributions(
-            [ds.catalog.item_ids[i] for i in idx],
+            explain_items, [ds.catalog.item_ids[i] for i in idx],
             {"workspace": str(ws.root), "run": str(main_run.path), "modality": modality,
              "target": target, "method": method, "n_steps": n_steps, "baseline": baseline,
              "user": user, "compare_adapter": compare_adapter, "use_cache": use_cache,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from befa_viz.data.types import RecDataset
-from befa_viz.distributed.ddp import active as _ddp_active
+from befa_viz.distributed.context import active as _ddp_active
 from befa_viz.errors import ConfigError, DataError
 from befa_viz.train.config import TrainConfig
 from befa_viz.train.evaluate import evaluate

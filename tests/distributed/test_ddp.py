@@ -57,3 +57,61 @@ def test_ddp_rejects_more_gpus_than_present(tmp_path):
         pytest.skip("a machine with 64 GPUs")
     with pytest.raises(ConfigError, match="needs 64 GPUs"):
         train_model(_ws(tmp_path), epochs=1, devices=64, device="cuda", **TRAIN)
+
+
+def test_torchrun_two_processes_match_single_process(tmp_path):
+    """``torchrun --standalone --nproc-per-node 2 -m befa_viz.cli train``: each process joins
+    the launcher's job from the environment (no spawning) and the run equals the
+    single-process one up to summation order, as with --devices 2."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from befa_viz.pipeline import train_model
+    from befa_viz.train import Run
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.is_file():
+        torchrun = Path(shutil.which("torchrun") or "torchrun")
+    single = train_model(_ws(tmp_path / "a"), epochs=2, **TRAIN)
+    ws = _ws(tmp_path / "b")
+    args = ["--model", TRAIN["model"], "--adapter", TRAIN["adapter"], "--dataset", "toy",
+            "--seed", str(TRAIN["seed"]), "--epochs", "2", "--no-progress", "-w", str(ws.root)]
+    for o in TRAIN["overrides"]:
+        args += ["--set", o]
+    # a clean environment: the launcher's ranks must not inherit what other tests set
+    keep = ("PATH", "HOME", "TMPDIR", "LANG", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+            "TORCH_HOME", "XDG_CACHE_HOME")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m",
+                        "befa_viz.cli", "train", *args], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[:3000] + " ... " + r.stderr[-3000:]
+    assert r.stdout.count("run: ") == 1  # rank 0 reports
+    ddp = Run.load(next(p for p in ws.runs_dir.iterdir() if p.is_dir()))
+    np.testing.assert_allclose([h["loss"] for h in ddp.metrics["history"]],
+                               [h["loss"] for h in single.metrics["history"]], rtol=1e-5)
+    ws_, wd = _weights(single), _weights(ddp)
+    for k in ws_:
+        torch.testing.assert_close(wd[k], ws_[k], rtol=1e-4, atol=1e-5)
+
+
+def test_torchrun_env_is_read_from_the_launcher(monkeypatch):
+    from befa_viz.distributed import torchrun_env
+
+    for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK",
+              "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(k, raising=False)
+    assert torchrun_env() is None
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert torchrun_env() is None  # no rendezvous address: not a launched rank
+    monkeypatch.setenv("MASTER_ADDR", "head")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert torchrun_env() == (3, 4, 1, 2)

@@ -133,3 +133,42 @@ def test_ray_attribution_equals_single_process(ray_cluster, toy_ws, tmp_path):
             assert b.cached[v]  # computed by the workers, served from the cache here
     keys = {p.name for p in (tmp_path / "c1" / "attribution").iterdir()}
     assert keys and keys == {p.name for p in (tmp_path / "c2" / "attribution").iterdir()}
+
+
+BENCH = {"methods": ("ig", "gradcam"), "n_items": 4, "n_items_expensive": 2, "n_text_items": 3,
+         "n_steps": 4, "n_examples": 0, "write": False}
+
+
+def test_ray_benchmark_equals_single_process(ray_cluster, tmp_path):
+    from befa_viz import pipeline
+    from befa_viz.benchmark import run_benchmark
+    from befa_viz.distributed import RayEngine
+
+    ws = pipeline.Workspace(tmp_path / "ws")
+    pipeline.synth_dataset(ws, "shop", n_items=24, n_users=20, image_size=32,
+                           interactions_per_user=(4, 8))
+    pipeline.encode_dataset(ws, "shop", image_encoder="tiny:cnn", text_encoder="tiny:text")
+    for adapter in ("none", "befa"):
+        pipeline.train_model(ws, model="vbpr", adapter=adapter, dataset="shop", epochs=1)
+    local = run_benchmark(ws, cache_dir=tmp_path / "c1", batch_size=1, **BENCH)
+    eng = RayEngine(num_workers=2)
+    dist = run_benchmark(ws, cache_dir=tmp_path / "c2", batch_size=1, engine=eng, **BENCH)
+    n = local.params["maps_computed"]
+    assert n > 0 and eng.stats["maps"] == n and eng.stats["workers"] == 2
+    assert dist.params["maps_computed"] == 0 and dist.params["maps_cached"] == n
+    cols = [c for c in local.table.columns if "seconds" not in c]  # timings differ
+    assert dist.table[cols].equals(local.table[cols])  # same scores, verdicts, p-values
+    keys = {p.name for p in (tmp_path / "c1" / "attribution").iterdir()}
+    assert keys == {p.name for p in (tmp_path / "c2" / "attribution").iterdir()}
+    # resume: a job that lost some maps recomputes only those, and nothing when all are there
+    lost = sorted((tmp_path / "c2" / "attribution").iterdir())[:3]
+    for p in lost:
+        shutil.rmtree(p)
+    eng = RayEngine(num_workers=2)
+    again = run_benchmark(ws, cache_dir=tmp_path / "c2", batch_size=1, engine=eng,
+                                   **BENCH)
+    assert eng.stats["maps"] == 3 and eng.stats["tasks"] == 3
+    assert again.table[cols].equals(local.table[cols])
+    eng = RayEngine(num_workers=2)
+    run_benchmark(ws, cache_dir=tmp_path / "c2", engine=eng, **BENCH)
+    assert eng.stats["maps"] == 0 and eng.stats["tasks"] == 0  # no actor started
