@@ -165,8 +165,7 @@ def test_ray_benchmark_equals_single_process(ray_cluster, tmp_path):
     for p in lost:
         shutil.rmtree(p)
     eng = RayEngine(num_workers=2)
-    again = run_benchmark(ws, cache_dir=tmp_path / "c2", batch_size=1, engine=eng,
-                                   **BENCH)
+    again = run_benchmark(ws, cache_dir=tmp_path / "c2", batch_size=1, engine=eng, **BENCH)
     assert eng.stats["maps"] == 3 and eng.stats["tasks"] == 3
     assert again.table[cols].equals(local.table[cols])
     eng = RayEngine(num_workers=2)
