@@ -190,9 +190,9 @@ class FREEDOM(Recommender):
         u = user_e[users]
         loss = bpr_loss((u * item_e[pos]).sum(-1), (u * item_e[neg]).sum(-1))
         if self.aux_weight:
+            both = torch.cat([pos, neg])  # one gather (one table gradient) per modality
             for m in self.modalities:
-                feat = self.raw_features(m)
-                cp = self.content_pathway(m, feat[pos], pos)
-                cn = self.content_pathway(m, feat[neg], neg)
+                cp, cn = self.content_pathway(m, self.raw_features(m)[both], both).split(
+                    [pos.shape[0], neg.shape[0]])
                 loss = loss + self.aux_weight * bpr_loss((u * cp).sum(-1), (u * cn).sum(-1))
         return loss
