@@ -25,6 +25,7 @@ from befa_viz.distributed.ddp import active as _ddp_active
 from befa_viz.errors import ConfigError, DataError
 from befa_viz.train.config import TrainConfig
 from befa_viz.train.evaluate import evaluate
+from befa_viz.train.memory import retain_freed_memory
 from befa_viz.train.sampling import NegativeSampler
 
 if TYPE_CHECKING:
@@ -333,10 +334,11 @@ def fit(
 
     Every epoch shuffles the training pairs and draws one negative per pair from a numpy
     generator seeded with ``config.seed``; the model's own ``loss`` (BPR plus its auxiliary
-    losses) is minimised with Adam. Every ``eval_every`` epochs the validation split is
+    losses) is minimised with (fused) Adam. Every ``eval_every`` epochs the validation split is
     evaluated; the best epoch by ``config.metric`` is kept and training stops after
     ``patience`` evaluations without improvement. The test split is evaluated once, with
-    the best weights.
+    the best weights. Training keeps freed tensor memory in the process for reuse
+    (:func:`befa_viz.train.memory.retain_freed_memory`, glibc only).
 
     Args:
         model: A built recommender (see :func:`build_model`).
@@ -353,6 +355,7 @@ def fit(
         the best epoch and the adapter gate distribution there.
     """
     check_dataset(dataset)
+    retain_freed_memory()  # batches reuse freed tensor memory instead of faulting it in again
     inter = dataset.interactions
     train = inter.train()
     users, items = train.user_idx, train.item_idx
