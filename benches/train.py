@@ -9,7 +9,9 @@ synthetic data (``base RSS MB``: after imports and data, before the model). One 
 The timed code is the library's own: :func:`befa_viz.train.fit` for ``--epochs`` epochs with
 one validation pass at the end, then a test pass. ``epoch s`` is the mean training time per
 epoch (sampling, forward, backward, Adam), ``eval s`` one full-ranking validation pass over all
-users (batches of 2,048 users), ``build s`` model construction (graphs, kNN).
+users (batches of 2,048 users), ``build s`` model construction (graphs, kNN). ``fit`` runs
+fused Adam and keeps freed tensor memory for reuse (glibc; ``BEFA_VIZ_RETAIN_FREED_MEMORY=0``
+in the environment measures without it, see :mod:`befa_viz.train.memory`).
 
 ``--train-features`` fine-tunes the raw feature tables where the backbone's reference
 implementation does (FREEDOM, BM3, MGCN, LATTICE, lightgcn_knn; the others run as they are),

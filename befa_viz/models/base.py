@@ -20,6 +20,7 @@ from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from befa_viz.errors import ConfigError
@@ -137,6 +138,15 @@ class Recommender(nn.Module):
             )
         return cast(torch.Tensor, getattr(self, f"feat_{modality}"))
 
+    def feature_rows(self, modality: str, item_idx: torch.Tensor) -> torch.Tensor:
+        """Rows ``item_idx`` of :meth:`raw_features`, ``[B, D_m]``.
+
+        An embedding lookup: with ``train_features`` its backward adds the batch's gradient
+        rows into the table's gradient with one ``index_add_`` (advanced indexing's backward
+        takes a slower accumulating ``index_put_`` to the same sums).
+        """
+        return F.embedding(item_idx, self.raw_features(modality))
+
     def encoder_features(self, modality: str) -> torch.Tensor:
         """The encoder output ``[n_items, D_m]`` the model was built with (never trained)."""
         table = self.raw_features(modality)
@@ -205,7 +215,7 @@ class Recommender(nn.Module):
         total = torch.zeros((), device=item_idx.device)
         for m, adapter in self.adapters.items():
             if float(getattr(adapter, "gate_reg", 0.0)) > 0:
-                g = self.gate(m, self.raw_features(m)[item_idx])
+                g = self.gate(m, self.feature_rows(m, item_idx))
                 total = total + cast(GatedAdapter, adapter).penalty(g)
         return total
 

@@ -192,7 +192,7 @@ class FREEDOM(Recommender):
         if self.aux_weight:
             both = torch.cat([pos, neg])  # one gather (one table gradient) per modality
             for m in self.modalities:
-                cp, cn = self.content_pathway(m, self.raw_features(m)[both], both).split(
+                cp, cn = self.content_pathway(m, self.feature_rows(m, both), both).split(
                     [pos.shape[0], neg.shape[0]])
                 loss = loss + self.aux_weight * bpr_loss((u * cp).sum(-1), (u * cn).sum(-1))
         return loss
