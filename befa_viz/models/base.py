@@ -186,6 +186,20 @@ class Recommender(nn.Module):
             return projected
         return self.adapters[modality](projected, self.behaviour_embedding(item_idx))
 
+    def batch_content(self, modality: str, item_idx: torch.Tensor) -> torch.Tensor:
+        """``content_pathway`` of the items' own feature rows, ``[B, d]``, projecting each
+        distinct item of ``item_idx`` once.
+
+        A training batch repeats popular items: the projection (the D_m → d product and, with
+        ``train_features``, the feature table's gradient) runs over the distinct items and its
+        rows are repeated; the adapter still sees every row, as ``content_pathway`` does.
+        """
+        uniq, inverse = torch.unique(item_idx, return_inverse=True)
+        projected = self.projections[modality](self.feature_rows(modality, uniq))[inverse]
+        if not self.adapters:
+            return projected
+        return self.adapters[modality](projected, self.behaviour_embedding(item_idx))
+
     def gate(self, modality: str, content: torch.Tensor) -> torch.Tensor:
         """The adapter's gate for raw content ``[B, D_m]`` (only with an adapter)."""
         if not self.adapters:

@@ -138,7 +138,7 @@ class BM3(Recommender):
         loss = loss + _misalignment(self.predictor(item_on[pos]), user_t)
         loss = loss + self.reg_weight * emb_loss(user_on, item_on)
         for m in self.modalities:
-            content = self.content_pathway(m, self.feature_rows(m, pos), pos)
+            content = self.batch_content(m, pos)
             with torch.no_grad():
                 content_t = F.dropout(content, self.dropout)
             content_on = self.predictor(content)

@@ -190,9 +190,8 @@ class FREEDOM(Recommender):
         u = user_e[users]
         loss = bpr_loss((u * item_e[pos]).sum(-1), (u * item_e[neg]).sum(-1))
         if self.aux_weight:
-            both = torch.cat([pos, neg])  # one gather (one table gradient) per modality
+            both = torch.cat([pos, neg])  # one projection (one table gradient) per modality
             for m in self.modalities:
-                cp, cn = self.content_pathway(m, self.feature_rows(m, both), both).split(
-                    [pos.shape[0], neg.shape[0]])
+                cp, cn = self.batch_content(m, both).split([pos.shape[0], neg.shape[0]])
                 loss = loss + self.aux_weight * bpr_loss((u * cp).sum(-1), (u * cn).sum(-1))
         return loss

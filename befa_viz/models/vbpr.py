@@ -74,7 +74,7 @@ class VBPR(Recommender):
             if item_idx is None:
                 parts.append(self.item_content(m))
             else:
-                parts.append(self.content_pathway(m, self.feature_rows(m, item_idx), item_idx))
+                parts.append(self.batch_content(m, item_idx))
         if self.fusion == "concat":
             return torch.cat(parts, dim=1)
         return torch.stack(parts).sum(0)
