@@ -15,6 +15,7 @@ model scored with moved from E(x) is :meth:`Recommender.feature_cosine`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar, cast
 
@@ -292,6 +293,27 @@ class Recommender(nn.Module):
 
     def _cache_valid(self) -> bool:
         return self._eval_cache is not None and self._eval_cache[0] == self._state_key()
+
+    # -- copying and pickling ---------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """The module's state with its CSR graph buffers as COO (``copy.deepcopy`` and pickle
+        cannot copy sparse CSR tensors); :meth:`__setstate__` turns them back into CSR."""
+        state = self.__dict__.copy()
+        buffers = dict(state["_buffers"])
+        csr = [k for k, v in buffers.items()
+               if isinstance(v, torch.Tensor) and v.layout == torch.sparse_csr]
+        for k in csr:
+            buffers[k] = buffers[k].to_sparse_coo()
+        state["_buffers"], state["_csr_buffers"] = buffers, csr
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        csr = state.pop("_csr_buffers", [])
+        super().__setstate__(state)
+        with warnings.catch_warnings():  # CSR is "beta" in torch; we only multiply with it
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            for k in csr:
+                self._buffers[k] = cast(torch.Tensor, self._buffers[k]).to_sparse_csr()
 
     def train(self, mode: bool = True) -> Recommender:
         if mode:  # training invalidates the cache; eval() keeps it (it is keyed on the weights)

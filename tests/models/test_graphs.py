@@ -138,3 +138,25 @@ def test_graph_mm_refuses_a_graph_with_gradients():
     a = torch.eye(3).to_sparse_csr().requires_grad_()
     with pytest.raises(ValueError, match="edge_mm"):
         graph_mm(a, a, torch.randn(3, 2))
+
+
+def test_graph_models_deepcopy_and_pickle_with_their_csr_graphs():
+    """copy.deepcopy (attribution's randomised-model control) and pickle keep the CSR graphs."""
+    import copy
+    import pickle
+
+    from befa_viz.models import MODELS
+    from befa_viz.testing import toy_dataset
+
+    it = toy_dataset().interactions
+    feats = {"image": torch.randn(it.n_items, 6), "text": torch.randn(it.n_items, 4)}
+    for name in ("lightgcn", "freedom", "bm3", "mgcn", "lightgcn_knn", "lattice"):
+        kw = {"knn_k": 3} if name in ("freedom", "mgcn", "lightgcn_knn", "lattice") else {}
+        model = MODELS.create(name, n_users=it.n_users, n_items=it.n_items, features=feats,
+                              dim=8, train_graph=it.train().csr(), **kw).eval()
+        for dup in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+            assert dup.adj.layout == torch.sparse_csr
+            with torch.no_grad():
+                torch.testing.assert_close(dup.score_users(torch.tensor([0, 1])),
+                                           model.score_users(torch.tensor([0, 1])))
+        assert model.adj.layout == torch.sparse_csr  # the original is untouched
