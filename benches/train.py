@@ -4,12 +4,16 @@ Synthetic data of the real shape: 19,445 users, 7,050 items, 160,792 interaction
 power-law user activity and item popularity (split 80/10/10 per user), random features of the
 real widths (4,096-d image, 384-d text). Each (backbone, adapter) pair runs in its own
 subprocess, so the peak RSS (``resource.getrusage``) is that pair's alone; it includes the
-synthetic data (``base RSS MB``: after imports and data, before the model). One torch thread.
+synthetic data (``base RSS MB``: after imports and data, before the model). One torch thread
+unless ``--threads`` says otherwise (MMRec's figures do not record theirs; torch's default on
+a 2-core machine is 2).
 
 The timed code is the library's own: :func:`befa_viz.train.fit` for ``--epochs`` epochs with
 one validation pass at the end, then a test pass. ``epoch s`` is the mean training time per
 epoch (sampling, forward, backward, Adam), ``eval s`` one full-ranking validation pass over all
-users (batches of 2,048 users), ``build s`` model construction (graphs, kNN).
+users (batches of 2,048 users), ``build s`` model construction (graphs, kNN). ``fit`` runs
+fused Adam and keeps freed tensor memory for reuse (glibc; ``BEFA_VIZ_RETAIN_FREED_MEMORY=0``
+in the environment measures without it, see :mod:`befa_viz.train.memory`).
 
 ``--train-features`` fine-tunes the raw feature tables where the backbone's reference
 implementation does (FREEDOM, BM3, MGCN, LATTICE, lightgcn_knn; the others run as they are),
@@ -22,6 +26,13 @@ Usage::
     python benches/train.py --models vbpr,freedom --epochs 2 --out bench.json
     python benches/train.py --models freedom,bm3,vbpr,lightgcn,mgcn --adapters none \
         --train-features
+    git worktree add /tmp/base 739ac7d          # paired against an older commit:
+    python benches/train.py --models lightgcn,freedom --adapters none --train-features \
+        --baseline /tmp/base --repeats 2
+
+On a machine shared with other work the seconds move with the load; ``--baseline`` runs the
+other checkout's bench (its own library first on ``PYTHONPATH``) and this one back to back,
+in alternating order, and reports the ratio of their mean epoch times.
 """
 
 from __future__ import annotations
@@ -73,7 +84,7 @@ def synthetic(n_users: int, n_items: int, n_inter: int, seed: int):
 def run_one(args: argparse.Namespace) -> dict:
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     from befa_viz.models import MODELS
     from befa_viz.train import TrainConfig, build_model, fit
 
@@ -115,9 +126,15 @@ def main() -> None:
     p.add_argument("--image-dim", type=int, default=4096)
     p.add_argument("--text-dim", type=int, default=384)
     p.add_argument("--seed", type=int, default=999)
+    p.add_argument("--threads", type=int, default=1, help="torch / OpenMP / MKL threads.")
     p.add_argument("--out", type=Path, default=None, help="Write the rows as JSON here.")
     p.add_argument("--train-features", action="store_true",
                    help="Fine-tune the feature tables where the reference implementation does.")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="Another checkout (e.g. 'git worktree add /tmp/base <commit>'): run its "
+                        "benches/train.py and this one back to back and report the ratio.")
+    p.add_argument("--repeats", type=int, default=2,
+                   help="Runs per side with --baseline; the order alternates (ABBA).")
     p.add_argument("--single", nargs=2, metavar=("MODEL", "ADAPTER"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.single:
@@ -127,28 +144,35 @@ def main() -> None:
     from befa_viz.models import MODELS
 
     models = args.models.split(",") if args.models else MODELS.names()
-    rows = []
+    if args.baseline is not None and not (args.baseline / "benches" / "train.py").is_file():
+        p.error(f"--baseline {args.baseline} has no benches/train.py; give a checkout of this "
+                "repository, e.g. 'git worktree add /tmp/base <commit>'.")
+    here = Path(__file__).resolve().parents[1]
+    rows, paired = [], []
     for name in models:
         for adapter in args.adapters.split(","):
             if adapter != "none" and not MODELS.get(name).multimodal:
                 continue
-            cmd = [sys.executable, __file__, "--single", name, adapter, "--epochs",
-                   str(args.epochs), "--users", str(args.users), "--items", str(args.items),
-                   "--interactions", str(args.interactions), "--image-dim", str(args.image_dim),
-                   "--text-dim", str(args.text_dim), "--seed", str(args.seed),
-                   *(["--train-features"] if args.train_features else [])]
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if out.returncode != 0:
-                print(f"{name}/{adapter} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+            if args.baseline is None:
+                row = _run_single(here, name, adapter, args)
+                if row is not None:
+                    rows.append(row)
                 continue
-            row = json.loads(out.stdout.strip().splitlines()[-1])
-            rows.append(row)
-            print(f"{name:9} {adapter:5} epoch {row['epoch_s']:7.2f} s  eval {row['eval_s']:6.2f} s"
-                  f"  build {row['build_s']:6.2f} s  peak {row['peak_mb']:7.0f} MB", flush=True)
+            runs: dict[str, list[float]] = {"baseline": [], "this": []}
+            for rep in range(args.repeats):  # alternate the order: ABBA...
+                sides = ["baseline", "this"] if rep % 2 == 0 else ["this", "baseline"]
+                for side in sides:
+                    row = _run_single(args.baseline if side == "baseline" else here, name,
+                                      adapter, args, label=side)
+                    if row is not None:
+                        runs[side].append(row["epoch_s"])
+                        if side == "this" and rep == 0:
+                            rows.append(row)
+            if runs["baseline"] and runs["this"]:
+                paired.append((name, adapter, runs))
     print(f"\n{args.users} users, {args.items} items, {args.interactions} interactions "
           f"({rows[0]['n_train'] if rows else '?'} train), features {args.image_dim}-d image + "
-          f"{args.text_dim}-d text, 1 torch thread, {args.epochs} epoch(s)\n")
+          f"{args.text_dim}-d text, {args.threads} torch thread(s), {args.epochs} epoch(s)\n")
     print("| model | adapter | trained features | s / epoch | MMRec s / epoch | ratio "
           "| s / full eval | build s | peak RSS MB | base RSS MB |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -159,8 +183,40 @@ def main() -> None:
         print(f"| {r['model']} | {r['adapter']} | {'yes' if r['train_features'] else 'no'} | "
               f"{r['epoch_s']:.2f} | {mmrec or '-'} | {ratio} | {r['eval_s']:.2f} | "
               f"{r['build_s']:.2f} | {r['peak_mb']:.0f} | {r['data_mb']:.0f} |")
+    if paired:
+        print(f"\nPaired with {args.baseline} (runs back to back, order alternating; the "
+              "ratio is what a shared machine's load cancels out of):\n")
+        print("| model | adapter | baseline s / epoch | this s / epoch | baseline ÷ this |")
+        print("|---|---|---|---|---:|")
+        for name, adapter, runs in paired:
+            ratio = float(np.mean(runs["baseline"]) / np.mean(runs["this"]))
+            print(f"| {name} | {adapter} | {', '.join(f'{v:.2f}' for v in runs['baseline'])} | "
+                  f"{', '.join(f'{v:.2f}' for v in runs['this'])} | {ratio:.2f}× |")
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
+
+
+def _run_single(tree: Path, name: str, adapter: str, args: argparse.Namespace,
+                label: str = "") -> dict | None:
+    """One (backbone, adapter) pair in a fresh process, with ``tree``'s bench and library."""
+    cmd = [sys.executable, str(tree / "benches" / "train.py"), "--single", name, adapter,
+           "--epochs", str(args.epochs), "--users", str(args.users), "--items", str(args.items),
+           "--interactions", str(args.interactions), "--image-dim", str(args.image_dim),
+           "--text-dim", str(args.text_dim), "--seed", str(args.seed),
+           *(["--threads", str(args.threads)] if args.threads != 1 else []),
+           *(["--train-features"] if args.train_features else [])]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads),
+           "MKL_NUM_THREADS": str(args.threads),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tree)
+    if out.returncode != 0:
+        print(f"{name}/{adapter} {label} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+        return None
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"{name:9} {adapter:5} {label:8} epoch {row['epoch_s']:7.2f} s  eval "
+          f"{row['eval_s']:6.2f} s  build {row['build_s']:6.2f} s  peak {row['peak_mb']:7.0f} MB",
+          flush=True)
+    return dict(row)
 
 
 if __name__ == "__main__":

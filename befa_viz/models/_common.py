@@ -1,9 +1,11 @@
 """Shared building blocks of the backbones: losses, regularisers and sparse graph helpers.
 
-Private to :mod:`befa_viz.models`. Graphs are kept either as coalesced ``torch.sparse`` COO
-tensors (fixed graphs: multiplied with :func:`torch.sparse.mm`) or as edge lists
-``(row, col, value)`` (graphs whose edge weights carry gradients, multiplied with
-:func:`edge_mm`). Every graph is built with vectorised tensor code; kNN similarities are
+Private to :mod:`befa_viz.models`. Graphs are built as coalesced ``torch.sparse`` COO
+tensors; fixed graphs that a model multiplies on every batch are kept as CSR pairs (the
+matrix and its transpose, :func:`csr_pair`) and multiplied with :func:`graph_mm`, whose
+backward pass reuses the stored transpose instead of transposing the matrix again on every
+batch. Graphs whose edge weights carry gradients are edge lists ``(row, col, value)``,
+multiplied with :func:`edge_mm`. Every graph is built with vectorised tensor code; kNN similarities are
 computed in row blocks so that 7,050 items × 4,096-d features need one block of
 ``chunk × n_items`` floats at a time.
 """
@@ -11,14 +13,24 @@ computed in row blocks so that 7,050 items × 4,096-d features need one block of
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from befa_viz.errors import ConfigError
+
+if TYPE_CHECKING:  # the mixin below is typed as the Recommender it is mixed into
+    from befa_viz.models.base import Recommender
+
+    _MixinBase = Recommender
+else:
+    _MixinBase = object
 
 # -- losses -----------------------------------------------------------------------------------
 
@@ -55,8 +67,9 @@ def emb_loss(*tensors: torch.Tensor) -> torch.Tensor:
 def info_nce(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> torch.Tensor:
     """InfoNCE between row-aligned views (in-batch negatives), as MGCN's ``InfoNCE``."""
     v1, v2 = F.normalize(view1, dim=1), F.normalize(view2, dim=1)
-    logits = v1 @ v2.T / temperature  # [B, B]; row b's positive is column b
-    return (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean()
+    logits = (v1 / temperature) @ v2.T  # [B, B]; row b's positive is column b
+    # mean over rows of logsumexp(row) − its diagonal entry, in one fused kernel
+    return F.cross_entropy(logits, torch.arange(logits.shape[0], device=logits.device))
 
 
 # -- the user-item graph ----------------------------------------------------------------------
@@ -147,11 +160,59 @@ def ui_adjacency(
     return sparse(torch.stack([rows, cols]), vals, (n, n))
 
 
-def propagate_mean(adj: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
-    """LightGCN readout: the mean of [x, Ax, …, A^L x]."""
+def csr_pair(graph: torch.Tensor, symmetric: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed sparse matrix and its transpose in CSR, for :func:`graph_mm`.
+
+    ``symmetric=True`` (the user-item adjacency) returns the same tensor twice instead of
+    building the transpose; only pass it for a matrix that is symmetric.
+    """
+    with warnings.catch_warnings():  # CSR is "beta"; we only build it and multiply with it
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        csr = graph.coalesce().to_sparse_csr() if graph.layout == torch.sparse_coo else graph
+        if symmetric:
+            return csr, csr
+        return csr, graph.t().coalesce().to_sparse_csr()
+
+
+class _FixedGraphMM(torch.autograd.Function):
+    """A @ x for a constant sparse A whose transpose is given: dL/dx = Aᵀ (dL/dy)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, a_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.a_t = a_t
+        return torch.sparse.mm(a, x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, None, torch.Tensor]:
+        return None, None, torch.sparse.mm(ctx.a_t, grad)
+
+
+def graph_mm(a: torch.Tensor, a_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A @ x for a fixed (no-gradient) sparse matrix A and its transpose ``a_t`` (CSR pairs
+    from :func:`csr_pair`).
+
+    The same product and gradient as ``torch.sparse.mm(A, x)``, but the backward pass
+    multiplies by the stored transpose: autograd's own backward of a sparse product builds
+    Aᵀ again on every call, which on the Baby-scale user-item graph costs ~10× the product.
+    """
+    if a.requires_grad or a_t.requires_grad:
+        raise ValueError("graph_mm is for fixed graphs; use edge_mm for learned edge weights.")
+    if x.requires_grad and torch.is_grad_enabled():
+        return cast(torch.Tensor, _FixedGraphMM.apply(a, a_t, x))
+    return torch.sparse.mm(a, x)
+
+
+def propagate_mean(adj: torch.Tensor, x: torch.Tensor, n_layers: int,
+                   adj_t: torch.Tensor | None = None) -> torch.Tensor:
+    """LightGCN readout: the mean of [x, Ax, …, A^L x].
+
+    With ``adj_t`` (Aᵀ; ``adj`` itself for the symmetric user-item graph of a
+    :func:`csr_pair`) the products go through :func:`graph_mm`; without it through
+    :func:`torch.sparse.mm` (any sparse layout, autograd's own backward).
+    """
     total, h = x, x
     for _ in range(n_layers):
-        h = torch.sparse.mm(adj, h)
+        h = torch.sparse.mm(adj, h) if adj_t is None else graph_mm(adj, adj_t, h)
         total = total + h
     return total / (n_layers + 1)
 
@@ -261,3 +322,70 @@ def edge_mm(row: torch.Tensor, col: torch.Tensor, val: torch.Tensor, x: torch.Te
     """A @ x for A given as an edge list; differentiable in both ``val`` and ``x``."""
     out = torch.zeros(x.shape[0], x.shape[1], device=x.device, dtype=x.dtype)
     return out.index_add(0, row, val.unsqueeze(1) * x[col])
+
+
+# -- the two-view backbones -------------------------------------------------------------------
+
+
+class TwoViewMixin(_MixinBase):
+    """An ID view plus a content side view over fixed graphs, final = ID view + side view.
+
+    Shared by MGCN and LightGCNkNN (mixed in before :class:`~befa_viz.models.base.Recommender`):
+    the subclass defines :meth:`views`; the mixin builds the fixed graphs both use
+    (:meth:`register_view_graphs`), propagates a modality's item representation into the side
+    view (:meth:`side_view`) and gives the final embeddings and the content user vectors.
+    """
+
+    user_emb: nn.Embedding
+    item_emb: nn.Embedding
+    n_layers: int  # item-item graph convolutions
+    n_ui_layers: int  # user-item LightGCN layers
+    adj: torch.Tensor  # buffer: normalised user-item adjacency (sparse CSR, symmetric)
+    r_norm: torch.Tensor  # buffer: normalised user × item matrix R̂ (sparse CSR)
+    r_norm_t: torch.Tensor  # buffer: R̂ᵀ (sparse CSR)
+
+    def register_view_graphs(self, users: torch.Tensor, items: torch.Tensor,
+                             knn_sources: Mapping[str, torch.Tensor], knn_k: int,
+                             chunk: int) -> None:
+        """Register the user-item graph, R̂ and per modality the weighted kNN graph of
+        ``knn_sources[m]`` (``item_graph_{m}``, with its transpose ``item_graph_{m}_t``)."""
+        values = bipartite_values(users, items, self.n_users, self.n_items)
+        adj, _ = csr_pair(ui_adjacency(users, items, self.n_users, self.n_items, values=values),
+                          symmetric=True)
+        self.register_buffer("adj", adj, persistent=False)
+        r_norm, r_norm_t = csr_pair(sparse(torch.stack([users, items]), values,
+                                           (self.n_users, self.n_items)))
+        self.register_buffer("r_norm", r_norm, persistent=False)  # R̂ [U, I]
+        self.register_buffer("r_norm_t", r_norm_t, persistent=False)
+        for m, source in knn_sources.items():
+            graph, graph_t = csr_pair(knn_graph(source, knn_k, weighted=True, chunk=chunk))
+            self.register_buffer(f"item_graph_{m}", graph, persistent=False)
+            self.register_buffer(f"item_graph_{m}_t", graph_t, persistent=False)
+
+    def behaviour_view(self) -> torch.Tensor:
+        """LightGCN over the user-item graph on the ID embeddings, ``[n_users + n_items, d]``."""
+        ego = torch.cat([self.user_emb.weight, self.item_emb.weight])
+        return propagate_mean(self.adj, ego, self.n_ui_layers, adj_t=self.adj)
+
+    def side_view(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        """Item representations ``x`` ``[I, d]`` propagated ``n_layers`` times over the
+        modality's kNN graph; users get R̂ x. Returns ``[n_users + n_items, d]``."""
+        graph = getattr(self, f"item_graph_{modality}")
+        graph_t = getattr(self, f"item_graph_{modality}_t")
+        for _ in range(self.n_layers):
+            x = graph_mm(graph, graph_t, x)
+        return torch.cat([graph_mm(self.r_norm, self.r_norm_t, x), x])
+
+    def views(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """ID view and side view, both ``[n_users + n_items, d]`` (implemented by the model)."""
+        raise NotImplementedError
+
+    def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        behaviour, side = self.views()
+        out = behaviour + side
+        return out[: self.n_users], out[self.n_users :]
+
+    def content_user_vectors(self, modality: str) -> torch.Tensor:
+        """Final user embeddings (a local approximation; see the model's docstring)."""
+        self.raw_features(modality)  # validates the name
+        return self.user_embeddings()

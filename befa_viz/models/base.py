@@ -15,11 +15,13 @@ model scored with moved from E(x) is :meth:`Recommender.feature_cosine`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from befa_viz.errors import ConfigError
@@ -137,6 +139,15 @@ class Recommender(nn.Module):
             )
         return cast(torch.Tensor, getattr(self, f"feat_{modality}"))
 
+    def feature_rows(self, modality: str, item_idx: torch.Tensor) -> torch.Tensor:
+        """Rows ``item_idx`` of :meth:`raw_features`, ``[B, D_m]``.
+
+        An embedding lookup: with ``train_features`` its backward adds the batch's gradient
+        rows into the table's gradient with one ``index_add_`` (advanced indexing's backward
+        takes a slower accumulating ``index_put_`` to the same sums).
+        """
+        return F.embedding(item_idx, self.raw_features(modality))
+
     def encoder_features(self, modality: str) -> torch.Tensor:
         """The encoder output ``[n_items, D_m]`` the model was built with (never trained)."""
         table = self.raw_features(modality)
@@ -176,6 +187,20 @@ class Recommender(nn.Module):
             return projected
         return self.adapters[modality](projected, self.behaviour_embedding(item_idx))
 
+    def batch_content(self, modality: str, item_idx: torch.Tensor) -> torch.Tensor:
+        """``content_pathway`` of the items' own feature rows, ``[B, d]``, projecting each
+        distinct item of ``item_idx`` once.
+
+        A training batch repeats popular items: the projection (the D_m → d product and, with
+        ``train_features``, the feature table's gradient) runs over the distinct items and its
+        rows are repeated; the adapter still sees every row, as ``content_pathway`` does.
+        """
+        uniq, inverse = torch.unique(item_idx, return_inverse=True)
+        projected = self.projections[modality](self.feature_rows(modality, uniq))[inverse]
+        if not self.adapters:
+            return projected
+        return self.adapters[modality](projected, self.behaviour_embedding(item_idx))
+
     def gate(self, modality: str, content: torch.Tensor) -> torch.Tensor:
         """The adapter's gate for raw content ``[B, D_m]`` (only with an adapter)."""
         if not self.adapters:
@@ -205,7 +230,7 @@ class Recommender(nn.Module):
         total = torch.zeros((), device=item_idx.device)
         for m, adapter in self.adapters.items():
             if float(getattr(adapter, "gate_reg", 0.0)) > 0:
-                g = self.gate(m, self.raw_features(m)[item_idx])
+                g = self.gate(m, self.feature_rows(m, item_idx))
                 total = total + cast(GatedAdapter, adapter).penalty(g)
         return total
 
@@ -268,6 +293,27 @@ class Recommender(nn.Module):
 
     def _cache_valid(self) -> bool:
         return self._eval_cache is not None and self._eval_cache[0] == self._state_key()
+
+    # -- copying and pickling ---------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """The module's state with its CSR graph buffers as COO (``copy.deepcopy`` and pickle
+        cannot copy sparse CSR tensors); :meth:`__setstate__` turns them back into CSR."""
+        state = self.__dict__.copy()
+        buffers = dict(state["_buffers"])
+        csr = [k for k, v in buffers.items()
+               if isinstance(v, torch.Tensor) and v.layout == torch.sparse_csr]
+        for k in csr:
+            buffers[k] = buffers[k].to_sparse_coo()
+        state["_buffers"], state["_csr_buffers"] = buffers, csr
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        csr = state.pop("_csr_buffers", [])
+        super().__setstate__(state)
+        with warnings.catch_warnings():  # CSR is "beta" in torch; we only multiply with it
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            for k in csr:
+                self._buffers[k] = cast(torch.Tensor, self._buffers[k]).to_sparse_csr()
 
     def train(self, mode: bool = True) -> Recommender:
         if mode:  # training invalidates the cache; eval() keeps it (it is keyed on the weights)

@@ -11,6 +11,7 @@ from torch import nn
 from befa_viz.errors import ConfigError
 from befa_viz.models._common import (
     check_train_graph,
+    csr_pair,
     emb_loss,
     propagate_mean,
     train_edges,
@@ -88,7 +89,7 @@ class BM3(Recommender):
 
     supports_train_features = True  # MMRec: from_pretrained(freeze=False)
 
-    adj: torch.Tensor  # buffer: normalised user-item adjacency (sparse)
+    adj: torch.Tensor  # buffer: normalised user-item adjacency (sparse CSR, symmetric)
 
     def __init__(self, n_users: int, n_items: int, *, train_graph: Any = None, dim: int = 64,
                  n_layers: int = 1, dropout: float = 0.5, reg_weight: float = 0.1,
@@ -108,13 +109,13 @@ class BM3(Recommender):
         for proj in self.projections.values():  # MMRec: xavier_normal_ on image_trs/text_trs
             nn.init.xavier_normal_(cast(nn.Linear, proj).weight)
         users, items = train_edges(graph)
-        self.register_buffer("adj", ui_adjacency(users, items, self.n_users, self.n_items),
-                             persistent=False)
+        adj, _ = csr_pair(ui_adjacency(users, items, self.n_users, self.n_items), symmetric=True)
+        self.register_buffer("adj", adj, persistent=False)
 
     def online(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Online user and item representations before the predictor."""
         ego = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        out = propagate_mean(self.adj, ego, self.n_layers)
+        out = propagate_mean(self.adj, ego, self.n_layers, adj_t=self.adj)
         return out[: self.n_users], out[self.n_users :] + self.item_emb.weight
 
     def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,7 +138,7 @@ class BM3(Recommender):
         loss = loss + _misalignment(self.predictor(item_on[pos]), user_t)
         loss = loss + self.reg_weight * emb_loss(user_on, item_on)
         for m in self.modalities:
-            content = self.content_pathway(m, self.raw_features(m)[pos], pos)
+            content = self.batch_content(m, pos)
             with torch.no_grad():
                 content_t = F.dropout(content, self.dropout)
             content_on = self.predictor(content)

@@ -12,6 +12,8 @@ from befa_viz.models._common import (
     bipartite_values,
     bpr_loss,
     check_train_graph,
+    csr_pair,
+    graph_mm,
     knn_graph,
     propagate_mean,
     sparse,
@@ -82,13 +84,15 @@ class FREEDOM(Recommender):
 
     supports_train_features = True  # MMRec: from_pretrained(freeze=False)
 
-    # Buffers: the training graph's edges and adjacency, the frozen item-item graph and the
-    # pruned adjacency of the current epoch (None until first sampled).
+    # Buffers: the training graph's edges and adjacency, the frozen item-item graph (and its
+    # transpose) and the pruned adjacency of the current epoch (None until first sampled).
+    # The graphs are sparse CSR.
     edge_users: torch.Tensor
     edge_items: torch.Tensor
     edge_values: torch.Tensor
     adj: torch.Tensor
     mm_adj: torch.Tensor
+    mm_adj_t: torch.Tensor
     masked_adj: torch.Tensor | None
 
     def __init__(self, n_users: int, n_items: int, *, train_graph: Any = None, dim: int = 64,
@@ -116,16 +120,17 @@ class FREEDOM(Recommender):
         self.register_buffer("edge_items", items, persistent=False)
         self.register_buffer("edge_values", bipartite_values(users, items, self.n_users,
                                                              self.n_items), persistent=False)
-        self.register_buffer("adj", ui_adjacency(users, items, self.n_users, self.n_items),
-                             persistent=False)
+        adj, _ = csr_pair(ui_adjacency(users, items, self.n_users, self.n_items), symmetric=True)
+        self.register_buffer("adj", adj, persistent=False)
         self.register_buffer("masked_adj", None, persistent=False)
         weights = self.modality_weights()
         parts = [knn_graph(self.raw_features(m), self.knn_k, weighted=False, chunk=knn_chunk)
                  for m in self.modalities]
         values = [weights[m] * g.values() for m, g in zip(self.modalities, parts, strict=True)]
-        mm_adj = sparse(torch.cat([g.indices() for g in parts], dim=1), torch.cat(values),
-                        (self.n_items, self.n_items))
+        mm_adj, mm_adj_t = csr_pair(sparse(torch.cat([g.indices() for g in parts], dim=1),
+                                           torch.cat(values), (self.n_items, self.n_items)))
         self.register_buffer("mm_adj", mm_adj, persistent=False)
+        self.register_buffer("mm_adj_t", mm_adj_t, persistent=False)
         self._graph_stale = True
 
     def modality_weights(self) -> dict[str, float]:
@@ -153,7 +158,8 @@ class FREEDOM(Recommender):
         keep = torch.multinomial(self.edge_values, n_keep, replacement=False)
         users, items = self.edge_users[keep], self.edge_items[keep]
         values = bipartite_values(users, items, self.n_users, self.n_items)
-        return ui_adjacency(users, items, self.n_users, self.n_items, values=values)
+        graph = ui_adjacency(users, items, self.n_users, self.n_items, values=values)
+        return csr_pair(graph, symmetric=True)[0]
 
     def _ui_graph(self) -> torch.Tensor:
         if not self.training:
@@ -166,9 +172,10 @@ class FREEDOM(Recommender):
     def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.item_emb.weight
         for _ in range(self.n_mm_layers):
-            h = torch.sparse.mm(self.mm_adj, h)
+            h = graph_mm(self.mm_adj, self.mm_adj_t, h)
         ego = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        out = propagate_mean(self._ui_graph(), ego, self.n_ui_layers)
+        ui = self._ui_graph()  # symmetric: its own transpose
+        out = propagate_mean(ui, ego, self.n_ui_layers, adj_t=ui)
         return out[: self.n_users], out[self.n_users :] + h
 
     def content_user_vectors(self, modality: str) -> torch.Tensor:
@@ -183,9 +190,8 @@ class FREEDOM(Recommender):
         u = user_e[users]
         loss = bpr_loss((u * item_e[pos]).sum(-1), (u * item_e[neg]).sum(-1))
         if self.aux_weight:
+            both = torch.cat([pos, neg])  # one projection (one table gradient) per modality
             for m in self.modalities:
-                feat = self.raw_features(m)
-                cp = self.content_pathway(m, feat[pos], pos)
-                cn = self.content_pathway(m, feat[neg], neg)
+                cp, cn = self.batch_content(m, both).split([pos.shape[0], neg.shape[0]])
                 loss = loss + self.aux_weight * bpr_loss((u * cp).sum(-1), (u * cn).sum(-1))
         return loss

@@ -12,6 +12,7 @@ from befa_viz.models._common import (
     bpr_loss,
     check_train_graph,
     cosine_values,
+    csr_pair,
     edge_mm,
     frozen_knn_topk,
     knn_indices,
@@ -83,7 +84,8 @@ class LATTICE(Recommender):
 
     supports_train_features = True  # MMRec: from_pretrained(freeze=False)
 
-    adj: torch.Tensor  # buffer: normalised user-item adjacency (sparse)
+    adj: torch.Tensor  # buffer: normalised user-item adjacency (sparse CSR)
+    adj_t: torch.Tensor  # buffer: its transpose (CSR)
     # Buffers: the learned item graph of the current epoch, None until first built.
     graph_row: torch.Tensor | None
     graph_col: torch.Tensor | None
@@ -105,10 +107,10 @@ class LATTICE(Recommender):
         n_mod = len(self.modalities)
         self.modal_weight = nn.Parameter(torch.full((n_mod,), 1.0 / n_mod))  # MMRec: [.5, .5]
         users, items = train_edges(graph)
-        self.register_buffer(
-            "adj", ui_adjacency(users, items, self.n_users, self.n_items, norm="left_loop"),
-            persistent=False,
-        )
+        adj, adj_t = csr_pair(  # D^-1 (A + I) is not symmetric
+            ui_adjacency(users, items, self.n_users, self.n_items, norm="left_loop"))
+        self.register_buffer("adj", adj, persistent=False)
+        self.register_buffer("adj_t", adj_t, persistent=False)
         for m in self.modalities:  # frozen graphs: edge lists of the normalised kNN graph
             row, col, sim = frozen_knn_topk(self.raw_features(m), self.knn_k, self.knn_chunk)
             val = sym_norm_values(row, col, sim, self.n_items)
@@ -171,7 +173,7 @@ class LATTICE(Recommender):
         for _ in range(self.n_layers):
             h = edge_mm(row, col, val, h)
         ego = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        out = propagate_mean(self.adj, ego, self.n_ui_layers)
+        out = propagate_mean(self.adj, ego, self.n_ui_layers, adj_t=self.adj_t)
         return out[: self.n_users], out[self.n_users :] + F.normalize(h, dim=1)
 
     def content_user_vectors(self, modality: str) -> torch.Tensor:

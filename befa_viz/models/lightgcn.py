@@ -10,6 +10,7 @@ from torch import nn
 from befa_viz.models._common import (
     bpr_loss,
     check_train_graph,
+    csr_pair,
     emb_loss,
     propagate_mean,
     train_edges,
@@ -48,7 +49,7 @@ class LightGCN(Recommender):
     """
 
     multimodal = False
-    adj: torch.Tensor  # buffer: normalised user-item adjacency (sparse)
+    adj: torch.Tensor  # buffer: normalised user-item adjacency (sparse CSR, symmetric)
 
     def __init__(self, n_users: int, n_items: int, *, train_graph: Any = None, dim: int = 64,
                  n_layers: int = 2, reg_weight: float = 1e-4, **kwargs: Any) -> None:
@@ -60,13 +61,12 @@ class LightGCN(Recommender):
         nn.init.xavier_uniform_(self.user_emb.weight)
         nn.init.xavier_uniform_(self.item_emb.weight)
         users, items = train_edges(graph)
-        self.register_buffer(
-            "adj", ui_adjacency(users, items, self.n_users, self.n_items), persistent=False
-        )
+        adj, _ = csr_pair(ui_adjacency(users, items, self.n_users, self.n_items), symmetric=True)
+        self.register_buffer("adj", adj, persistent=False)
 
     def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         ego = torch.cat([self.user_emb.weight, self.item_emb.weight])  # [U+I, d]
-        out = propagate_mean(self.adj, ego, self.n_layers)
+        out = propagate_mean(self.adj, ego, self.n_layers, adj_t=self.adj)
         return out[: self.n_users], out[self.n_users :]
 
     def backbone_loss(

@@ -8,15 +8,11 @@ import torch
 from torch import nn
 
 from befa_viz.models._common import (
-    bipartite_values,
+    TwoViewMixin,
     bpr_loss,
     check_train_graph,
-    knn_graph,
     l2_reg,
-    propagate_mean,
-    sparse,
     train_edges,
-    ui_adjacency,
 )
 from befa_viz.models.base import MODELS, Recommender
 
@@ -24,7 +20,7 @@ __all__ = ["LightGCNkNN"]
 
 
 @MODELS.register("lightgcn_knn")
-class LightGCNkNN(Recommender):
+class LightGCNkNN(TwoViewMixin, Recommender):
     """LightGCN on IDs plus per-modality content views over fixed kNN item graphs.
 
     The backbone the BeFA paper's official code trains the adapter on (its class is called
@@ -73,9 +69,6 @@ class LightGCNkNN(Recommender):
 
     supports_train_features = True  # the official code: from_pretrained(freeze=False)
 
-    adj: torch.Tensor  # buffer: normalised user-item adjacency (sparse)
-    r_norm: torch.Tensor  # buffer: normalised user × item matrix R̂ (sparse)
-
     def __init__(self, n_users: int, n_items: int, *, train_graph: Any = None, dim: int = 64,
                  knn_k: int = 10, n_layers: int = 1, n_ui_layers: int = 2,
                  reg_weight: float = 1e-3, knn_chunk: int = 1024, **kwargs: Any) -> None:
@@ -88,40 +81,18 @@ class LightGCNkNN(Recommender):
         nn.init.xavier_uniform_(self.user_emb.weight)
         nn.init.xavier_uniform_(self.item_emb.weight)
         users, items = train_edges(graph)
-        values = bipartite_values(users, items, self.n_users, self.n_items)
-        self.register_buffer("adj", ui_adjacency(users, items, self.n_users, self.n_items,
-                                                 values=values), persistent=False)
-        r_norm = sparse(torch.stack([users, items]), values, (self.n_users, self.n_items))
-        self.register_buffer("r_norm", r_norm, persistent=False)  # R̂ [U, I]
-        for m in self.modalities:  # built from the encoder output, before any fine-tuning
-            self.register_buffer(
-                f"item_graph_{m}",
-                knn_graph(self.encoder_features(m), self.knn_k, weighted=True, chunk=knn_chunk),
-                persistent=False,
-            )
+        # the kNN graphs come from the encoder output, before any fine-tuning
+        self.register_view_graphs(users, items,
+                                  {m: self.encoder_features(m) for m in self.modalities},
+                                  self.knn_k, knn_chunk)
 
     def views(self) -> tuple[torch.Tensor, torch.Tensor]:
         """ID view b and the mean content view, both ``[n_users + n_items, d]``."""
-        ego = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        behaviour = propagate_mean(self.adj, ego, self.n_ui_layers)
+        behaviour = self.behaviour_view()
         side = torch.zeros_like(behaviour)
         for m in self.modalities:
-            x = self.item_content(m)  # [I, d]
-            graph = getattr(self, f"item_graph_{m}")
-            for _ in range(self.n_layers):
-                x = torch.sparse.mm(graph, x)
-            side = side + torch.cat([torch.sparse.mm(self.r_norm, x), x])  # [U+I, d]
+            side = side + self.side_view(m, self.item_content(m))  # [U+I, d]
         return behaviour, side / len(self.modalities)
-
-    def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        behaviour, side = self.views()
-        out = behaviour + side
-        return out[: self.n_users], out[self.n_users :]
-
-    def content_user_vectors(self, modality: str) -> torch.Tensor:
-        """Final user embeddings (a local approximation; see the class docstring)."""
-        self.raw_features(modality)  # validates the name
-        return self.user_embeddings()
 
     def backbone_loss(
         self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor

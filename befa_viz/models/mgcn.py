@@ -8,16 +8,12 @@ import torch
 from torch import nn
 
 from befa_viz.models._common import (
-    bipartite_values,
+    TwoViewMixin,
     bpr_loss,
     check_train_graph,
     info_nce,
-    knn_graph,
     l2_reg,
-    propagate_mean,
-    sparse,
     train_edges,
-    ui_adjacency,
 )
 from befa_viz.models.base import MODELS, Recommender
 
@@ -25,7 +21,7 @@ __all__ = ["MGCN"]
 
 
 @MODELS.register("mgcn")
-class MGCN(Recommender):
+class MGCN(TwoViewMixin, Recommender):
     """MGCN: user-item view, per-modality item-item views, and a behaviour-aware fuser.
 
     Yu et al., "Multi-View Graph Convolutional Network for Multimedia Recommendation",
@@ -83,9 +79,6 @@ class MGCN(Recommender):
 
     supports_train_features = True  # MMRec: from_pretrained(freeze=False)
 
-    adj: torch.Tensor  # buffer: normalised user-item adjacency (sparse)
-    r_norm: torch.Tensor  # buffer: normalised user × item matrix R̂ (sparse)
-
     def __init__(self, n_users: int, n_items: int, *, train_graph: Any = None, dim: int = 64,
                  knn_k: int = 10, n_layers: int = 1, n_ui_layers: int = 2,
                  reg_weight: float = 1e-4, cl_weight: float = 0.01, temperature: float = 0.2,
@@ -109,29 +102,16 @@ class MGCN(Recommender):
         self.query_common = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, 1, bias=False))
 
         users, items = train_edges(graph)
-        values = bipartite_values(users, items, self.n_users, self.n_items)
-        self.register_buffer("adj", ui_adjacency(users, items, self.n_users, self.n_items,
-                                                 values=values), persistent=False)
-        r_norm = sparse(torch.stack([users, items]), values, (self.n_users, self.n_items))
-        self.register_buffer("r_norm", r_norm, persistent=False)  # R̂ [U, I]
-        for m in self.modalities:
-            self.register_buffer(
-                f"item_graph_{m}",
-                knn_graph(self.raw_features(m), self.knn_k, weighted=True, chunk=knn_chunk),
-                persistent=False,
-            )
+        self.register_view_graphs(users, items, {m: self.raw_features(m) for m in self.modalities},
+                                  self.knn_k, knn_chunk)
 
     def views(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Behaviour view b and fused side view, both ``[n_users + n_items, d]``."""
-        ego = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        behaviour = propagate_mean(self.adj, ego, self.n_ui_layers)
-        modal = []
-        for m in self.modalities:
-            x = self.item_emb.weight * self.purifiers[m](self.item_content(m))  # [I, d]
-            graph = getattr(self, f"item_graph_{m}")
-            for _ in range(self.n_layers):
-                x = torch.sparse.mm(graph, x)
-            modal.append(torch.cat([torch.sparse.mm(self.r_norm, x), x]))  # [U+I, d]
+        behaviour = self.behaviour_view()
+        modal = [  # [U+I, d] each
+            self.side_view(m, self.item_emb.weight * self.purifiers[m](self.item_content(m)))
+            for m in self.modalities
+        ]
         att = torch.softmax(torch.cat([self.query_common(v) for v in modal], dim=-1), dim=-1)
         # [U+I, d]; sum() starts from 0, so typeshed types it `Tensor | Literal[0]`
         common = cast(torch.Tensor, sum(att[:, k : k + 1] * v for k, v in enumerate(modal)))
@@ -139,16 +119,6 @@ class MGCN(Recommender):
         for m, v in zip(self.modalities, modal, strict=True):
             side = side + self.preferences[m](behaviour) * (v - common)
         return behaviour, side / (len(modal) + 1)
-
-    def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        behaviour, side = self.views()
-        out = behaviour + side
-        return out[: self.n_users], out[self.n_users :]
-
-    def content_user_vectors(self, modality: str) -> torch.Tensor:
-        """Final user embeddings (a local approximation; see the class docstring)."""
-        self.raw_features(modality)  # validates the name
-        return self.user_embeddings()
 
     def backbone_loss(
         self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor

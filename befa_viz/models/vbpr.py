@@ -74,7 +74,7 @@ class VBPR(Recommender):
             if item_idx is None:
                 parts.append(self.item_content(m))
             else:
-                parts.append(self.content_pathway(m, self.raw_features(m)[item_idx], item_idx))
+                parts.append(self.batch_content(m, item_idx))
         if self.fusion == "concat":
             return torch.cat(parts, dim=1)
         return torch.stack(parts).sum(0)
@@ -97,7 +97,10 @@ class VBPR(Recommender):
         self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
     ) -> torch.Tensor:
         u = torch.cat([self.user_emb(users), self.user_theta(users)], dim=1)
-        p = torch.cat([self.item_emb(pos), self._content(pos)], dim=1)
-        n = torch.cat([self.item_emb(neg), self._content(neg)], dim=1)
+        # one gather and one projection per modality for positives and negatives together
+        content_p, content_n = self._content(torch.cat([pos, neg])).split(
+            [pos.shape[0], neg.shape[0]])
+        p = torch.cat([self.item_emb(pos), content_p], dim=1)
+        n = torch.cat([self.item_emb(neg), content_n], dim=1)
         loss = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
         return loss + self.reg_weight * emb_loss(u, p, n)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from befa_viz.models._common import (
     bipartite_values,
     cosine_values,
+    csr_pair,
     edge_mm,
+    graph_mm,
     info_nce,
     knn_graph,
     knn_indices,
+    propagate_mean,
+    sparse,
     ui_adjacency,
 )
 
@@ -87,3 +92,71 @@ def test_frozen_knn_memo_keys_on_content():
     y = x.clone()
     y[0] += 10.0  # changed features: a fresh search
     assert torch.equal(_common.frozen_knn_topk(y, 3)[2], _common.knn_topk(y, 3)[2])
+
+
+def test_graph_mm_gives_torch_sparse_mm_values_and_gradients():
+    """The CSR pair with the stored transpose is the same product and the same gradient (bit
+    for bit at width 64 on x86 MKL; other widths may round differently in the last place)."""
+    g = torch.Generator().manual_seed(0)
+    n, m = 60, 45
+    row, col = torch.randint(0, n, (300,), generator=g), torch.randint(0, m, (300,), generator=g)
+    coo = sparse(torch.stack([row, col]), torch.rand(300, generator=g), (n, m))  # not square
+    a, a_t = csr_pair(coo)
+    assert a.layout == a_t.layout == torch.sparse_csr
+    assert torch.equal(a_t.to_dense(), coo.to_dense().T)
+    x = torch.randn(m, 8, generator=g)
+    w = torch.randn(n, 8, generator=g)
+    x_ref, x_new = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ref, y_new = torch.sparse.mm(coo, x_ref), graph_mm(a, a_t, x_new)
+    torch.testing.assert_close(y_new, y_ref, rtol=1e-6, atol=1e-6)
+    (y_ref * w).sum().backward()
+    (y_new * w).sum().backward()
+    assert x_ref.grad is not None and x_new.grad is not None
+    torch.testing.assert_close(x_new.grad, x_ref.grad, rtol=1e-6, atol=1e-6)
+    with torch.no_grad():  # no autograd node when no gradient is wanted
+        assert graph_mm(a, a_t, x_new).grad_fn is None
+
+
+def test_propagate_mean_over_a_symmetric_csr_pair_matches_coo():
+    r = (torch.rand(7, 5, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+    r[0, 0] = 1.0
+    users, items = r.nonzero(as_tuple=True)
+    coo = ui_adjacency(users, items, 7, 5)
+    adj, adj_t = csr_pair(coo, symmetric=True)
+    assert adj_t is adj and torch.equal(adj.to_dense(), adj.to_dense().T)
+    x_ref = torch.randn(12, 4).requires_grad_()
+    x_new = x_ref.detach().clone().requires_grad_()
+    ref, new = propagate_mean(coo, x_ref, 2), propagate_mean(adj, x_new, 2, adj_t=adj)
+    torch.testing.assert_close(new, ref, rtol=1e-6, atol=1e-6)
+    ref.pow(2).sum().backward()
+    new.pow(2).sum().backward()
+    assert x_ref.grad is not None and x_new.grad is not None
+    torch.testing.assert_close(x_new.grad, x_ref.grad, rtol=1e-6, atol=1e-6)
+
+
+def test_graph_mm_refuses_a_graph_with_gradients():
+    a = torch.eye(3).to_sparse_csr().requires_grad_()
+    with pytest.raises(ValueError, match="edge_mm"):
+        graph_mm(a, a, torch.randn(3, 2))
+
+
+def test_graph_models_deepcopy_and_pickle_with_their_csr_graphs():
+    """copy.deepcopy (attribution's randomised-model control) and pickle keep the CSR graphs."""
+    import copy
+    import pickle
+
+    from befa_viz.models import MODELS
+    from befa_viz.testing import toy_dataset
+
+    it = toy_dataset().interactions
+    feats = {"image": torch.randn(it.n_items, 6), "text": torch.randn(it.n_items, 4)}
+    for name in ("lightgcn", "freedom", "bm3", "mgcn", "lightgcn_knn", "lattice"):
+        kw = {"knn_k": 3} if name in ("freedom", "mgcn", "lightgcn_knn", "lattice") else {}
+        model = MODELS.create(name, n_users=it.n_users, n_items=it.n_items, features=feats,
+                              dim=8, train_graph=it.train().csr(), **kw).eval()
+        for dup in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+            assert dup.adj.layout == torch.sparse_csr
+            with torch.no_grad():
+                torch.testing.assert_close(dup.score_users(torch.tensor([0, 1])),
+                                           model.score_users(torch.tensor([0, 1])))
+        assert model.adj.layout == torch.sparse_csr  # the original is untouched

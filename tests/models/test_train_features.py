@@ -110,3 +110,20 @@ def test_lightgcn_knn_is_lightgcn_plus_mean_knn_content_views(adapter, parts):
     u, i = np.nonzero(csr)
     sparse = ui_adjacency(torch.as_tensor(u), torch.as_tensor(i), n_u, n_i)
     torch.testing.assert_close(propagate_mean(sparse, ego, 2), ids, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("adapter", [None, "befa"])
+def test_batch_content_projects_each_item_once_with_the_same_values_and_gradients(parts, adapter):
+    """A batch with repeated items: the same rows and table gradient as content_pathway."""
+    model = _build("freedom", parts, adapter=adapter, train_features=True).eval()  # no dropout
+    idx = torch.tensor([3, 1, 3, 3, 0, 1, 7])
+    table = model.raw_features("image")
+    ref = model.content_pathway("image", table[idx], idx)
+    (ref * torch.arange(1.0, 9.0)).sum().backward()
+    ref_grad = table.grad.clone()
+    model.zero_grad()
+    out = model.batch_content("image", idx)
+    (out * torch.arange(1.0, 9.0)).sum().backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(table.grad, ref_grad)
+    assert table.grad[[2, 4, 5, 6]].abs().sum() == 0  # rows outside the batch get no gradient

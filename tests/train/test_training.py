@@ -326,3 +326,37 @@ def test_every_backbone_resumes_exactly_and_reloads(tmp_path, name):
         a = loaded.model.score_users(torch.arange(8))
         b = full.model.eval().score_users(torch.arange(8))
     assert torch.allclose(a, b, atol=1e-5)
+
+
+# ---- speed settings: fused Adam, freed memory kept for reuse --------------------------------
+def test_fit_uses_fused_adam_on_cpu():
+    from befa_viz.train import build_model, fit
+
+    ds, _ = planted()
+    c = cfg(model="bprmf", epochs=1)
+    result = fit(build_model(c, ds, {}), ds, c)
+    assert result.state.optimizer is not None
+    assert all(g["fused"] for g in result.state.optimizer["param_groups"])
+
+
+def _retain_in_subprocess(env_value: str | None) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "BEFA_VIZ_RETAIN_FREED_MEMORY"}
+    if env_value is not None:
+        env["BEFA_VIZ_RETAIN_FREED_MEMORY"] = env_value
+    code = ("from befa_viz.train.memory import retain_freed_memory as r; "
+            "print(r(), r())")  # the second call returns the first's answer
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True)
+    return out.stdout.strip()
+
+
+def test_retain_freed_memory_applies_once_on_glibc_and_can_be_turned_off():
+    import platform
+
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert _retain_in_subprocess(None) == ("True True" if glibc else "False False")
+    assert _retain_in_subprocess("0") == "False False"
