@@ -59,7 +59,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import math
 import os
 import sys
 import warnings
@@ -261,14 +260,9 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
 
 
 def _blur(pixels: torch.Tensor, sigma: float | None) -> torch.Tensor:
-    from torchvision.transforms.functional import gaussian_blur
+    from befa_viz.attribution._blur import gaussian_blur  # separable: ~100x faster at large σ
 
-    s = float(sigma) if sigma is not None else pixels.shape[-1] / 16.0
-    if s <= 0:
-        raise ConfigError(f"blur_sigma must be > 0; got {sigma}.")
-    k = int(2 * math.ceil(3 * s) + 1)
-    k = min(k, 2 * ((min(pixels.shape[-2:]) - 1) // 2) + 1)  # odd and no larger than the image
-    return gaussian_blur(pixels, kernel_size=[k, k], sigma=[s, s])
+    return gaussian_blur(pixels, sigma)
 
 
 def make_baseline(
