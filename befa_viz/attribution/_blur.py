@@ -1,11 +1,12 @@
 """Gaussian blur of pixel batches, separable (two 1-D torchvision passes instead of one 2-D).
 
 torchvision's ``gaussian_blur`` convolves with the full k×k kernel: at σ = S/4 on a 224 px
-image (k = 223) that is ~5 s per image on one CPU thread, which dominated ``ig_expected``
-(8 blur levels per item up to S/4) and ``ig_blur_path``. A Gaussian kernel is the outer
-product of two 1-D kernels and reflect padding acts per axis, so blurring along x with a
-``[k, 1]`` kernel and then along y with ``[1, k]`` gives the same image (float rounding
-apart, ~1e-5 at k = 223) for ~1/100 of the work.
+image (k = 223) that took 2.6 s per image on one CPU thread (4 images: 10.4 s), which
+dominated ``ig_expected`` (8 blur levels per item up to S/4) and ``ig_blur_path``. A
+Gaussian kernel is the outer product of two 1-D kernels and reflect padding acts per axis,
+so blurring along x with a ``[k, 1]`` kernel and then along y with ``[1, k]`` (two calls of
+the same torchvision function) gives the same image, float rounding apart (≤ 1e-5 for
+pixels in [0, 1]), in 1/60 of the time at k = 223 (4 images: 0.17 s).
 """
 
 from __future__ import annotations
