@@ -25,7 +25,7 @@ embedding) with ``ig`` and a black baseline. It measures
         [--items 50] [--steps 32 64] [--batch-steps 32] [--internal-batch-size 32]
         [--threads 1] [--repeats 3] [--json out.json]
         [--variants layer_ig ig_similarity ig_region ig_expected ig_blur_path ig_smooth
-                    occlusion] [--variant-steps 16] [--variant-items 4] [--variants-only]
+                    occlusion] [--variant-steps 16] [--variant-items 4] [--variants-only] [--blur]
 """
 
 from __future__ import annotations
@@ -164,6 +164,41 @@ def bench_variants(enc, model, pixels: torch.Tensor, args: argparse.Namespace) -
     return out
 
 
+def bench_blur(size: int, n: int = 4, repeats: int = 3) -> dict:
+    """The blur sets the variants build (``n`` images of ``size`` px), torchvision's 2-D
+    Gaussian (what ``_blur`` called before) vs the separable one, interleaved, median."""
+    import numpy as np
+    from torchvision.transforms.functional import gaussian_blur as tv_blur
+
+    from befa_viz.attribution._blur import blur_kernel_size, gaussian_blur
+
+    def full_2d(x: torch.Tensor, s: float) -> torch.Tensor:
+        k = blur_kernel_size(s, x.shape[-2], x.shape[-1])
+        return tv_blur(x, kernel_size=[k, k], sigma=[s, s])
+
+    x = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0))
+    sets = {"ig_expected references (8 sigma, S/64..S/4)":
+            [float(v) for v in np.geomspace(size / 64, size / 4, 8)],
+            "ig_blur_path levels (4 segments, sigma <= S/8)":
+            [size / 8 * (1 - j / 4) for j in range(4)],
+            "blur baseline (sigma S/16)": [size / 16]}
+    out = {}
+    for name, sig in sets.items():
+        t2d, tsep = [], []
+        for _ in range(repeats):
+            for fn, acc in ((full_2d, t2d), (gaussian_blur, tsep)):
+                t0 = time.perf_counter()
+                for s in sig:
+                    fn(x, s)
+                acc.append(time.perf_counter() - t0)
+        a, b = statistics.median(t2d) / n, statistics.median(tsep) / n
+        out[name] = {"full_2d_s_per_item": round(a, 4), "separable_s_per_item": round(b, 4),
+                     "speedup": round(a / b, 1)}
+        print(f"  blur: {name}: 2-D {a:.3f} s/item, separable {b:.4f} s/item ({a / b:.0f}x)",
+              flush=True)
+    return out
+
+
 def bench_encoder(key: str, args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     enc = create_encoder(key, modality="image")
@@ -223,7 +258,7 @@ def bench_encoder(key: str, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--encoders", nargs="+",
+    p.add_argument("--encoders", nargs="*",
                    default=["torchvision:mobilenet_v2", "clip:ViT-B-32:random"])
     p.add_argument("--items", type=int, default=50)
     p.add_argument("--steps", type=int, nargs="+", default=[32, 64])
@@ -236,6 +271,8 @@ def main() -> None:
                    help="IG variants to time next to their floor (see variant_plan).")
     p.add_argument("--variant-steps", type=int, default=16)
     p.add_argument("--variant-items", type=int, default=4)
+    p.add_argument("--blur", action="store_true",
+                   help="Also time the variants' blur sets: torchvision 2-D vs separable.")
     p.add_argument("--variants-only", action="store_true",
                    help="Time only --variants (skip the single-map and batch IG runs).")
     args = p.parse_args()
@@ -244,6 +281,8 @@ def main() -> None:
             "loadavg_start": os.getloadavg()}
     print(f"threads={args.threads} load average at start {info['loadavg_start']}", flush=True)
     results = []
+    if args.blur:
+        info["blur"] = bench_blur(224, repeats=args.repeats)
     for key in args.encoders:
         results.append(bench_encoder(key, args))
     info["loadavg_end"] = os.getloadavg()
