@@ -6,7 +6,8 @@ and a readable ``manifest.json``. The key hashes everything that decides the map
 * fingerprints: the run's trained weights, the dataset, the encoder key and its weights/
   preprocessing fingerprint, the feature file the run was trained on;
 * parameters: item id, modality, target and its parameters (e.g. the user), method and its
-  options, whether the model has the adapter, the seed.
+  options, whether the model has the adapter, the seed, and the method's version once it has
+  been bumped (:data:`METHOD_VERSIONS`: the same options giving other maps after a change).
 
 Options that only change *how* the map is computed, not the map (``internal_batch_size``,
 ``device``, ``progress``), are left out of the key. Any other changed input gives another key,
