@@ -1,7 +1,8 @@
-"""Which IG variant (if any) passes its controls on the shop? Rank method × target × baseline.
+"""Which IG variant (if any) passes its controls? Rank method × target × baseline.
 
-Runs ``run_benchmark`` on a workspace's synthetic shop (``befa-viz demo`` builds one) for the
-given methods and one baseline, ranks the behaviour-driven rows by their worst margin over
+Runs ``run_benchmark`` on a workspace's synthetic shop (``befa-viz demo`` builds one), or with
+``--dataset hm`` on the H&M sample and its garment masks (``befa-viz demo --dataset hm``), for
+the given methods and one baseline, ranks the behaviour-driven rows by their worst margin over
 the two controls (:func:`befa_viz.evidence.rank_methods`; bar: both margins > 0 with sign-test
 p < 0.01 over ≥ 24 items) and prints the table; ``--record`` writes the winner into the
 workspace's ``defaults/attribution.json``. Maps go through the workspace's attribution cache,

@@ -6,7 +6,8 @@ and a readable ``manifest.json``. The key hashes everything that decides the map
 * fingerprints: the run's trained weights, the dataset, the encoder key and its weights/
   preprocessing fingerprint, the feature file the run was trained on;
 * parameters: item id, modality, target and its parameters (e.g. the user), method and its
-  options, whether the model has the adapter, the seed.
+  options, whether the model has the adapter, the seed, and the method's version once it has
+  been bumped (:data:`METHOD_VERSIONS`: the same options giving other maps after a change).
 
 Options that only change *how* the map is computed, not the map (``internal_batch_size``,
 ``device``, ``progress``), are left out of the key. Any other changed input gives another key,
@@ -38,8 +39,9 @@ import numpy as np
 from befa_viz.attribution.result import Attribution
 from befa_viz.cache import Cache, atomic_write_bytes
 
-__all__ = ["ATTRIBUTION_KIND", "IGNORED_OPTIONS", "SCORES_KIND", "AttributionCache",
-           "AttributionKey", "ScoreCache", "array_digest", "attribution_digest"]
+__all__ = ["ATTRIBUTION_KIND", "IGNORED_OPTIONS", "METHOD_VERSIONS", "SCORES_KIND",
+           "AttributionCache", "AttributionKey", "ScoreCache", "array_digest",
+           "attribution_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,11 @@ log = logging.getLogger(__name__)
 ATTRIBUTION_KIND = "attribution"
 #: Method options that do not change the result and are therefore not part of the key.
 IGNORED_OPTIONS = frozenset({"internal_batch_size", "device", "progress"})
+#: Version of a method's maps, bumped when the same options start giving other maps; a method
+#: not listed is version 1 and its key has no version (so its existing entries stay valid).
+#: ig_expected 2: its baseline draws and path points follow its ``seed`` (NumPy's global RNG,
+#: which Captum's GradientShap draws from, was unseeded before).
+METHOD_VERSIONS: dict[str, int] = {"ig_expected": 2}
 _FILE = "attribution.npz"
 #: Cache kind (sub-folder) of score entries (:class:`ScoreCache`).
 SCORES_KIND = "attribution_scores"
@@ -102,13 +109,16 @@ class AttributionKey:
 
     def params(self) -> dict[str, Any]:
         """The parameter part of the key (ignored options removed)."""
-        return {
+        out = {
             "item_id": str(self.item_id), "modality": self.modality, "target": self.target,
             "target_params": dict(self.target_params), "method": self.method,
             "method_params": {k: v for k, v in self.method_params.items()
                               if k not in IGNORED_OPTIONS},
             "adapter": bool(self.adapter), "seed": int(self.seed),
         }
+        if METHOD_VERSIONS.get(self.method, 1) != 1:
+            out["method_version"] = METHOD_VERSIONS[self.method]
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "target_params": dict(self.target_params),

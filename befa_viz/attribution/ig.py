@@ -33,7 +33,8 @@ carries ``params["converged"] = False`` (and a warning). An integer fixes the co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import cast
 
 import numpy as np
@@ -43,7 +44,6 @@ from torch import nn
 
 from befa_viz.attribution._base import (
     _baseline_name,
-    _blur,
     _captum,
     _check_ibs,
     _chunks,
@@ -56,6 +56,7 @@ from befa_viz.attribution._base import (
     _upsample,
     _values,
 )
+from befa_viz.attribution._blur import gaussian_blur_levels
 from befa_viz.attribution._steps import (
     DEFAULT_N_STEPS,
     MAX_STEPS,
@@ -97,27 +98,44 @@ def _pixel_ig_run(encoder: nn.Module, target: AttributionTarget, pixels: torch.T
 
 
 # -- expected gradients / GradientShap ---------------------------------------------------------
-def _reference_set(pixels: torch.Tensor, i: int, references: str | torch.Tensor,
-                   n_references: int) -> torch.Tensor:
-    """Baseline distribution ``[K, 3, S, S]`` of item ``i``."""
+def _reference_sets(pixels: torch.Tensor, references: str | torch.Tensor,
+                    n_references: int) -> list[torch.Tensor]:
+    """Baseline distribution ``[K, 3, S, S]`` of each item (blurs: one batched pass per σ)."""
+    n = pixels.shape[0]
     if isinstance(references, torch.Tensor):
         ref = references.to(pixels)
         if ref.ndim != 4 or ref.shape[1:] != pixels.shape[1:]:
             raise ConfigError(f"references must be [K, 3, S, S] like the pixels; got "
                               f"{tuple(ref.shape)}.")
-        return ref
+        return [ref] * n
     if references == "blur_scales":
         s = pixels.shape[-1]
         sig = np.geomspace(s / 64.0, s / 4.0, max(1, int(n_references)))
-        return torch.cat([_blur(pixels[i: i + 1], float(v)) for v in sig])
+        levels = gaussian_blur_levels(pixels, [float(v) for v in sig])  # [B, K, 3, S, S]
+        return list(levels.unbind(0))
     if references == "batch":
-        if pixels.shape[0] < 2:
+        if n < 2:
             raise ConfigError("references='batch' needs at least two items in the call (the "
                               "other items are item i's baselines); pass more items or use "
                               "'blur_scales'.")
-        return torch.cat([pixels[:i], pixels[i + 1:]])
+        return [torch.cat([pixels[:i], pixels[i + 1:]]) for i in range(n)]
     raise ConfigError(f"Unknown references {references!r}; accepted: 'blur_scales', 'batch' or "
                       f"a tensor [K, 3, S, S].")
+
+
+@contextlib.contextmanager
+def _numpy_seeded(seed: int) -> Iterator[None]:
+    """Seed NumPy's global RNG for the block and restore its state after.
+
+    Captum's GradientShap draws the baselines (``np.random.choice``) and the path points
+    (``np.random.uniform``) from NumPy's global RNG, not torch's.
+    """
+    state = np.random.get_state()
+    np.random.seed(int(seed) % 2**32)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 @_register("ig_expected", ("image",))
@@ -166,26 +184,30 @@ def expected_gradients(
     pixels, ids, _ = _image_setup(encoder, inputs, item_ids, "black", None, None)
     f = _image_forward(encoder, target)
     rows_all = torch.arange(pixels.shape[0], device=pixels.device)
-    refs = [_reference_set(pixels, i, references, n_references) for i in range(len(ids))]
+    refs = _reference_sets(pixels, references, n_references)
+    # f(x) and E[f(b)] over each item's references: forward passes only, computed once for
+    # all items and reused by every round of the adaptive schedule.
+    ref_rows = torch.cat([rows_all[i].repeat(r.shape[0]) for i, r in enumerate(refs)])
+    f_refs = _values(f, torch.cat(refs), ref_rows, batch=ibs)
+    bounds = np.cumsum([0] + [r.shape[0] for r in refs])
+    fb_all = np.array([f_refs[bounds[i]: bounds[i + 1]].mean() for i in range(len(refs))])
+    fx_all = _values(f, pixels, rows_all, batch=ibs)
 
     def run(idx: torch.Tensor, steps: int
             ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
-        attrs, ds, fxs, fbs = [], [], [], []
+        attrs = []
         for i in idx.tolist():
             x, rows = pixels[i: i + 1], rows_all[i: i + 1]
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(seed) * 1_000_003 + i)
+            item_seed = int(seed) * 1_000_003 + i
+            with torch.random.fork_rng(devices=[]), _numpy_seeded(item_seed):
+                torch.manual_seed(item_seed)
                 a = ca.GradientShap(f).attribute(
                     x, baselines=refs[i], n_samples=steps, stdevs=0.0,
                     additional_forward_args=(rows,))
-            fx = _values(f, x, rows, batch=ibs)
-            fb = _values(f, refs[i], rows.expand(refs[i].shape[0]), batch=ibs).mean(keepdims=True)
-            d = a.detach().flatten(1).sum(1).double().cpu().numpy() - (fx - fb)
             attrs.append(a.detach().sum(1)[0])
-            ds.append(d[0])
-            fxs.append(fx[0])
-            fbs.append(fb[0])
-        return torch.stack(attrs), np.array(ds), np.array(fxs), np.array(fbs)
+        a_all, sel = torch.stack(attrs), idx.cpu().numpy()
+        fx, fb = fx_all[sel], fb_all[sel]
+        return a_all, a_all.flatten(1).sum(1).double().cpu().numpy() - (fx - fb), fx, fb
 
     attr, delta, fx, fb, used = adaptive_steps(run, len(ids), n_steps, max_steps, tol, pixels.device)
     ref_name = references if isinstance(references, str) else "tensor"
@@ -246,7 +268,7 @@ def blur_path_ig(
         raise ConfigError(f"max_sigma must be > 0; got {max_sigma}.")
     k = int(n_segments)
     sigmas = [smax * (1 - j / k) for j in range(k + 1)]
-    levels = torch.stack([_blur(pixels, s) if s > 0 else pixels for s in sigmas], 1)
+    levels = gaussian_blur_levels(pixels, sigmas)  # [B, K+1, 3, S, S], one pass per level
     f = _image_forward(encoder, target)
     rows_all = torch.arange(pixels.shape[0], device=pixels.device)
 

@@ -123,3 +123,54 @@ def test_variants_reject_bad_options():
         attribute("ig_expected", enc, RandomDirectionTarget(8), x, references="nope")
     with pytest.raises(ConfigError, match="two items"):
         attribute("ig_expected", enc, RandomDirectionTarget(8), x, references="batch")
+
+
+@pytest.mark.parametrize("sigma", [0.7, 2.0, 5.0, 40.0])  # 40: kernel clamped to the image
+def test_separable_blur_equals_the_2d_torchvision_blur(sigma):
+    from torchvision.transforms.functional import gaussian_blur
+
+    from befa_viz.attribution._blur import blur_kernel_size, gaussian_blur_levels
+
+    x = _pixels(2, size=32)
+    k = blur_kernel_size(sigma, 32, 32)
+    full = gaussian_blur(x, kernel_size=[k, k], sigma=[sigma, sigma])
+    np.testing.assert_allclose(_blur(x, sigma).numpy(), full.numpy(), atol=1e-5)  # rounding
+    levels = gaussian_blur_levels(x, [sigma, 0.0])
+    assert levels.shape == (2, 2, 3, 32, 32)
+    assert torch.equal(levels[:, 1], x) and torch.allclose(levels[:, 0], full, atol=1e-5)
+
+
+def test_expected_gradients_are_seeded_and_leave_the_global_rngs_alone():
+    # Captum's GradientShap draws baselines and path points from NumPy's global RNG: the
+    # method's seed must decide them (same seed, same map), and the caller's state survives.
+    enc = tiny_image_encoder(dim=8)
+    x = _pixels(2, size=32)
+    np.random.seed(123)
+    state = np.random.get_state()[1].copy()
+    a = attribute("ig_expected", enc, RandomDirectionTarget(8), x, n_steps=8, seed=5)
+    assert np.array_equal(np.random.get_state()[1], state)
+    np.random.seed(999)  # another global state: same maps
+    b = attribute("ig_expected", enc, RandomDirectionTarget(8), x, n_steps=8, seed=5)
+    c = attribute("ig_expected", enc, RandomDirectionTarget(8), x, n_steps=8, seed=6)
+    for ra, rb, rc in zip(a, b, c, strict=True):
+        np.testing.assert_array_equal(ra.values, rb.values)
+        assert not np.allclose(ra.values, rc.values)
+
+
+def test_seeded_expected_gradients_get_new_cache_keys_and_other_methods_keep_theirs(tmp_path):
+    from befa_viz.attribution.cache import AttributionCache, AttributionKey
+    from befa_viz.cache import Cache
+
+    ac = AttributionCache(Cache(tmp_path))
+    key = {m: AttributionKey("w", "d", "tiny:cnn", "e", "f", "i0", "image", "t", m, False)
+           for m in ("ig_expected", "ig")}
+    assert key["ig_expected"].params()["method_version"] == 2
+    assert "method_version" not in key["ig"].params()
+    # A version-1 method's key hashes exactly what it hashed before versions existed.
+    legacy = {"item_id": "i0", "modality": "image", "target": "t", "target_params": {},
+              "method": "ig", "method_params": {}, "adapter": False, "seed": 0}
+    assert ac.key(key["ig"]) == ac.cache.key("attribution", fingerprints=key["ig"].fingerprints(),
+                                             params=legacy)
+    before = {k: v for k, v in key["ig_expected"].params().items() if k != "method_version"}
+    assert ac.key(key["ig_expected"]) != ac.cache.key(
+        "attribution", fingerprints=key["ig_expected"].fingerprints(), params=before)
