@@ -51,8 +51,9 @@ ATTRIBUTION_KIND = "attribution"
 IGNORED_OPTIONS = frozenset({"internal_batch_size", "device", "progress"})
 #: Version of a method's maps, bumped when the same options start giving other maps; a method
 #: not listed is version 1 and its key has no version (so its existing entries stay valid).
-#: ig_expected 2: its baseline draws and path points follow its ``seed`` (NumPy's global RNG,
-#: which Captum's GradientShap draws from, was unseeded before).
+#: ig_expected 2: its baseline draws and path points follow the request's ``seed`` (NumPy's
+#: global RNG, which Captum's GradientShap draws from, was unseeded before, and ``explain``
+#: passed the seed to ig_smooth only).
 METHOD_VERSIONS: dict[str, int] = {"ig_expected": 2}
 _FILE = "attribution.npz"
 #: Cache kind (sub-folder) of score entries (:class:`ScoreCache`).

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
-from befa_viz.attribution.methods import attribute
+from befa_viz.attribution.methods import attribute, method_options
 from befa_viz.attribution.result import Attribution
 from befa_viz.attribution.targets import AttributionTarget, create_target
 from befa_viz.errors import ConfigError
@@ -232,7 +232,7 @@ def explain(
                             dim=int(getattr(encoder, "dim", 0)) or None, seed=seed)
     if model is not None:
         tgt = tgt.to(getattr(encoder, "device", torch.device("cpu")))
-    if method == "ig_smooth" and "seed" not in options:
+    if "seed" in method_options(method) and "seed" not in options:  # noisy methods
         options["seed"] = seed
     results = attribute(method, encoder, tgt, inputs, item_ids=item_ids, **options)
     extra: dict[str, Any] = {"modality_key": modality}

@@ -120,3 +120,15 @@ def test_sanity_reuses_given_attributions_and_checks_controls(toy_vbpr):
     assert rep.passes and list(rep.rho) == ["target"] and rep.max_rho == {"target": 1.01}
     with pytest.raises(ConfigError, match="Unknown sanity controls"):
         sanity_check(enc, plain, _images(ds, idx), idx, controls=("edges",))
+
+
+@pytest.mark.parametrize("method", ["ig_expected", "ig_smooth"])
+def test_explain_seed_reaches_noisy_methods(toy_vbpr, method):
+    # The cache key records the request's seed, so the seed must decide the noisy methods'
+    # draws (ig_expected's used to stay at its default 0 whatever the request said).
+    enc, ds, plain, _ = toy_vbpr
+    idx = [1]
+    run = [explain(enc, plain, _images(ds, idx), idx, target="content_score", method=method,
+                   n_steps=4, seed=s)[0].values for s in (3, 3, 4)]
+    np.testing.assert_array_equal(run[0], run[1])
+    assert not np.allclose(run[0], run[2])
