@@ -128,7 +128,7 @@ def test_explain_seed_reaches_noisy_methods(toy_vbpr, method):
     # draws (ig_expected's used to stay at its default 0 whatever the request said).
     enc, ds, plain, _ = toy_vbpr
     idx = [1]
-    run = [explain(enc, plain, _images(ds, idx), idx, target="content_score", method=method,
+    run = [explain(enc, plain, _images(ds, idx), idx, target="behaviour_alignment", method=method,
                    n_steps=4, seed=s)[0].values for s in (3, 3, 4)]
     np.testing.assert_array_equal(run[0], run[1])
     assert not np.allclose(run[0], run[2])
