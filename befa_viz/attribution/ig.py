@@ -34,6 +34,7 @@ carries ``params["converged"] = False`` (and a warning). An integer fixes the co
 from __future__ import annotations
 
 import contextlib
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import cast
 
@@ -173,7 +174,9 @@ def expected_gradients(
         max_steps: Cap of the adaptive schedule.
         tol: Relative completeness error the adaptive schedule aims for.
         internal_batch_size: Most samples in one forward/backward pass.
-        seed: Seed of the sampling (global RNG state untouched).
+        seed: Seed of the sampling (global RNG state untouched); each item's draws follow
+            the seed and its id, not its place in the call (a map does not depend on which
+            other items share its batch, e.g. on Ray).
 
     Returns:
         One attribution per input; ``delta`` is the completeness error of the mean.
@@ -198,7 +201,7 @@ def expected_gradients(
         attrs = []
         for i in idx.tolist():
             x, rows = pixels[i: i + 1], rows_all[i: i + 1]
-            item_seed = int(seed) * 1_000_003 + i
+            item_seed = int(seed) * 1_000_003 + zlib.crc32(str(ids[i]).encode())
             with torch.random.fork_rng(devices=[]), _numpy_seeded(item_seed):
                 torch.manual_seed(item_seed)
                 a = ca.GradientShap(f).attribute(

@@ -174,3 +174,15 @@ def test_seeded_expected_gradients_get_new_cache_keys_and_other_methods_keep_the
     before = {k: v for k, v in key["ig_expected"].params().items() if k != "method_version"}
     assert ac.key(key["ig_expected"]) != ac.cache.key(
         "attribution", fingerprints=key["ig_expected"].fingerprints(), params=before)
+
+
+def test_expected_gradients_of_an_item_do_not_depend_on_its_batch():
+    # The cache stores maps per item, and Ray splits batches differently from one process:
+    # an item's draws must follow its id, not its position in the call.
+    enc = tiny_image_encoder(dim=8)
+    x = _pixels(3, size=32)
+    whole = attribute("ig_expected", enc, RandomDirectionTarget(8), x, n_steps=8, seed=5,
+                      item_ids=["a", "b", "c"])
+    alone = attribute("ig_expected", enc, RandomDirectionTarget(8), x[2:], n_steps=8, seed=5,
+                      item_ids=["c"])
+    np.testing.assert_allclose(whole[2].values, alone[0].values, rtol=1e-5, atol=1e-7)
