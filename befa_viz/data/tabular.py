@@ -120,6 +120,25 @@ def _pick_column(frame: pd.DataFrame, option: str | None, default: str, what: st
     return option
 
 
+def _read_items_table(items_path: Path, item_id_col: str, title_col: str | None,
+                      text_col: str | None, image_col: str | None, extra_cols: Sequence[str]
+                      ) -> tuple[pd.DataFrame, int | None, str | None, str | None, str | None]:
+    """The items table, its line offset and its title / text / image columns, checked."""
+    table, offset = read_table(items_path, what="items")
+    if item_id_col not in table.columns:
+        raise DataError(
+            f"{items_path}: no item id column {item_id_col!r}; columns are "
+            f"{', '.join(map(repr, map(str, table.columns)))}. Name it with item_id_col='COLUMN'."
+        )
+    ti_col = _pick_column(table, title_col, "title", "title", items_path)
+    tx_col = _pick_column(table, text_col, "text", "text", items_path)
+    im_col = _pick_column(table, image_col, "image", "image", items_path)
+    missing_extra = [c for c in extra_cols if c not in table.columns]
+    if missing_extra:
+        raise DataError(f"{items_path}: extra column(s) {missing_extra} not found.")
+    return table, offset, ti_col, tx_col, im_col
+
+
 def check_image_files(paths: Sequence[str | None], *, decode: bool = False) -> np.ndarray:
     """Per path: 0 = fine, 1 = missing (empty or no such file), 2 = unreadable (``decode``).
 
@@ -447,18 +466,8 @@ def import_table(
     t_col = _pick_column(inter, timestamp_col, "timestamp", "timestamp", inter_path)
 
     if items_path is not None:
-        table, items_off = read_table(items_path, what="items")
-        if item_id_col not in table.columns:
-            raise DataError(
-                f"{items_path}: no item id column {item_id_col!r}; columns are "
-                f"{', '.join(map(repr, map(str, table.columns)))}. Name it with item_id_col='COLUMN'."
-            )
-        ti_col = _pick_column(table, title_col, "title", "title", items_path)
-        tx_col = _pick_column(table, text_col, "text", "text", items_path)
-        im_col = _pick_column(table, image_col, "image", "image", items_path)
-        missing_extra = [c for c in extra_cols if c not in table.columns]
-        if missing_extra:
-            raise DataError(f"{items_path}: extra column(s) {missing_extra} not found.")
+        table, items_off, ti_col, tx_col, im_col = _read_items_table(
+            items_path, item_id_col, title_col, text_col, image_col, extra_cols)
         ids = normalise_ids(table[item_id_col])
         n = len(table)
 
@@ -538,18 +547,8 @@ def _import_items_only(
     im_col: str | None = None
     ti_col = tx_col = None
     if items_path is not None:
-        table, offset = read_table(items_path, what="items")
-        if item_id_col not in table.columns:
-            raise DataError(
-                f"{items_path}: no item id column {item_id_col!r}; columns are "
-                f"{', '.join(map(repr, map(str, table.columns)))}. Name it with item_id_col='COLUMN'."
-            )
-        ti_col = _pick_column(table, title_col, "title", "title", items_path)
-        tx_col = _pick_column(table, text_col, "text", "text", items_path)
-        im_col = _pick_column(table, image_col, "image", "image", items_path)
-        missing_extra = [c for c in extra_cols if c not in table.columns]
-        if missing_extra:
-            raise DataError(f"{items_path}: extra column(s) {missing_extra} not found.")
+        table, offset, ti_col, tx_col, im_col = _read_items_table(
+            items_path, item_id_col, title_col, text_col, image_col, extra_cols)
         n = len(table)
 
         def text_of(col: str | None) -> pd.Series:
